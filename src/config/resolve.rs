@@ -1,0 +1,235 @@
+//! The whole file -> [`Plan`]: find the apps (PM2's shapes `{apps: [...]}`, `{pm2: [...]}`,
+//! a bare array, one app object), resolve each, then the checks across apps: duplicate
+//! names, `--only`, and the `--env` profile.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::app::{resolve_app, Ctx};
+use super::error::ConfigError;
+use super::position::{Origin, Seg, Target};
+use super::schema::{self, KeyClass};
+use super::units::show;
+use crate::plan::Plan;
+
+/// What the file level needs besides the parsed value.
+pub struct Input<'a> {
+    pub origin: &'a Origin,
+    /// Absolute path of the config file.
+    pub config: &'a Path,
+    pub profile: Option<&'a str>,
+    pub only: &'a [String],
+    pub cpus: u32,
+}
+
+/// An app object and its path in the file.
+type AppEntry<'a> = (Vec<Seg>, &'a Map<String, Value>);
+
+/// The app objects of the file, each with its path.
+fn apps_of<'a>(
+    origin: &Origin,
+    root: &'a Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<AppEntry<'a>>, ConfigError> {
+    const SHAPE: &str =
+        "expected module.exports = { apps: [ { script: '...' } ] }, an array of apps, or one app";
+    let (list_path, list): (Vec<Seg>, Vec<(Vec<Seg>, &Value)>) = match root {
+        Value::Array(items) => (
+            Vec::new(),
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (vec![Seg::Index(i)], v))
+                .collect(),
+        ),
+        Value::Object(map) => {
+            let key = ["apps", "pm2"].into_iter().find(|k| map.contains_key(*k));
+            match key {
+                Some(key) => {
+                    let mut others: Vec<&String> =
+                        map.keys().filter(|k| k.as_str() != key).collect();
+                    others.sort_by_cached_key(|k| {
+                        origin.position(&[Seg::Key((*k).clone())], Target::Key)
+                    });
+                    for k in others {
+                        let detail = if schema::TOP_LEVEL_NOT_SUPPORTED.contains(&k.as_str()) {
+                            ": known PM2 section, not supported by hotrun; ignored".to_string()
+                        } else if let Some(s) = schema::suggest(k, schema::TOP_LEVEL) {
+                            format!(": unknown top-level key; did you mean {s}?")
+                        } else {
+                            ": unknown top-level key; ignored".to_string()
+                        };
+                        warnings.push(origin.msg(
+                            &[Seg::Key(k.clone())],
+                            Target::Key,
+                            Some(k),
+                            &detail,
+                        ));
+                    }
+                    let p = vec![Seg::Key(key.to_string())];
+                    match &map[key] {
+                        Value::Array(items) => (
+                            p.clone(),
+                            items
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| (vec![Seg::Key(key.to_string()), Seg::Index(i)], v))
+                                .collect(),
+                        ),
+                        v @ Value::Object(_) => (p.clone(), vec![(p, v)]),
+                        v => {
+                            return Err(ConfigError::invalid(origin.msg(
+                                &p,
+                                Target::Value,
+                                Some(key),
+                                &format!(" must be an array of apps (got {})", show(v)),
+                            )))
+                        }
+                    }
+                }
+                None if map
+                    .keys()
+                    .any(|k| !matches!(schema::classify(k), KeyClass::Unknown(_))) =>
+                {
+                    (Vec::new(), vec![(Vec::new(), root)])
+                }
+                None => {
+                    let what = if map.is_empty() {
+                        "an empty object"
+                    } else {
+                        "an object without apps"
+                    };
+                    return Err(ConfigError::invalid(origin.msg(
+                        &[],
+                        Target::Value,
+                        Some("the file"),
+                        &format!(" exports {what}; {SHAPE}"),
+                    )));
+                }
+            }
+        }
+        v => {
+            return Err(ConfigError::invalid(origin.msg(
+                &[],
+                Target::Value,
+                Some("the file"),
+                &format!(" exports {}; {SHAPE}", show(v)),
+            )))
+        }
+    };
+    if list.is_empty() {
+        return Err(ConfigError::invalid(origin.msg(
+            &list_path,
+            Target::Value,
+            Some("apps"),
+            " is empty: there is no app to run",
+        ))
+        .with_help("add an app: apps: [ { name: 'web', script: 'server.js' } ]"));
+    }
+    list.into_iter()
+        .map(|(p, v)| match v {
+            Value::Object(m) => Ok((p, m)),
+            other => Err(ConfigError::invalid(origin.msg(
+                &p,
+                Target::Value,
+                None,
+                &format!(
+                    " must be an app object such as {{ script: 'server.js' }} (got {})",
+                    show(other)
+                ),
+            ))),
+        })
+        .collect()
+}
+
+/// Resolves the parsed file into the plan.
+pub fn resolve(
+    input: &Input,
+    root: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Plan, ConfigError> {
+    let origin = input.origin;
+    let config_dir = input.config.parent().unwrap_or(Path::new("/"));
+    let ctx = Ctx {
+        origin,
+        config_dir,
+        profile: input.profile,
+        cpus: input.cpus,
+    };
+    let mut resolved = Vec::new();
+    for (path, obj) in apps_of(origin, root, warnings)? {
+        resolved.push(resolve_app(&ctx, &path, obj, warnings)?);
+    }
+
+    for (i, r) in resolved.iter().enumerate() {
+        if let Some(first) = resolved[..i].iter().find(|o| o.plan.name == r.plan.name) {
+            let also = match origin.position(&first.name_path, Target::Value) {
+                Some((line, _)) => format!("line {line}"),
+                None => super::position::path_display(&first.name_path),
+            };
+            return Err(ConfigError::invalid(origin.msg(
+                &r.name_path,
+                Target::Value,
+                Some("name"),
+                &format!(": duplicate app name '{}' (also at {also})", r.plan.name),
+            ))
+            .with_help("every app needs its own name: set name on one of them"));
+        }
+    }
+
+    let mut all_profiles: Vec<String> = resolved
+        .iter()
+        .flat_map(|r| r.profiles.iter().map(|p| format!("env_{p}")))
+        .collect();
+    all_profiles.sort();
+    all_profiles.dedup();
+
+    if !input.only.is_empty() {
+        let names: Vec<&str> = resolved.iter().map(|r| r.plan.name.as_str()).collect();
+        for wanted in input.only {
+            if !names.contains(&wanted.as_str()) {
+                return Err(ConfigError::invalid(format!(
+                    "{}: --only {wanted}: no app of that name (apps: {})",
+                    origin.display,
+                    names.join(", ")
+                )));
+            }
+        }
+        resolved.retain(|r| input.only.contains(&r.plan.name));
+    }
+
+    if let Some(profile) = input.profile {
+        if !resolved.iter().any(|r| r.has_profile) {
+            let has = if all_profiles.is_empty() {
+                "the file defines no env_* profile".to_string()
+            } else {
+                format!("profiles in the file: {}", all_profiles.join(", "))
+            };
+            let who = if input.only.is_empty() {
+                "no app"
+            } else {
+                "no app selected by --only"
+            };
+            return Err(ConfigError::invalid(format!(
+                "{}: --env {profile}: {who} defines env_{profile} ({has})",
+                origin.display
+            ))
+            .with_help(format!(
+                "add env_{profile}: {{ ... }} to the app, or choose one of the profiles listed"
+            )));
+        }
+        for r in resolved.iter().filter(|r| !r.has_profile) {
+            warnings.push(format!(
+                "{}: app {} has no env_{profile}; it gets its env only",
+                origin.display, r.plan.name
+            ));
+        }
+    }
+
+    Ok(Plan {
+        config: input.config.to_path_buf(),
+        profile: input.profile.map(str::to_string),
+        apps: resolved.into_iter().map(|r| r.plan).collect(),
+    })
+}

@@ -1,0 +1,174 @@
+//! `hotrun config` without `--json`: a readable summary of the plan, one block per app.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::plan::{AppPlan, Plan};
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+/// Bytes as the largest whole K/M/G unit PM2 would accept, else bytes.
+fn size(b: u64) -> String {
+    for (unit, f) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if b >= f && b.is_multiple_of(f) {
+            return format!("{}{unit} ({b} bytes)", b / f);
+        }
+    }
+    format!("{b} bytes")
+}
+
+/// Quotes a word for display when it has spaces or quotes.
+fn word(s: &str) -> String {
+    if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn path_list(paths: &[impl AsRef<Path>]) -> String {
+    paths
+        .iter()
+        .map(|p| p.as_ref().display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The plan as text: a header line, then one indented block per app.
+pub fn render_human(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "config   {}", plan.config.display());
+    if let Some(p) = &plan.profile {
+        let _ = write!(out, "  (profile {p})");
+    }
+    let _ = writeln!(
+        out,
+        "\n{} app{}",
+        plan.apps.len(),
+        if plan.apps.len() == 1 { "" } else { "s" }
+    );
+    for app in &plan.apps {
+        out.push('\n');
+        app_block(&mut out, app);
+    }
+    out
+}
+
+fn app_block(out: &mut String, a: &AppPlan) {
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<10} {v}");
+    };
+    let mut cmd = vec![word(&a.command.program)];
+    cmd.extend(a.command.args.iter().map(|s| word(s)));
+    let header = format!("{} ({} x{})", a.name, a.exec_mode.as_str(), a.instances);
+    line("app", header);
+    line("command", cmd.join(" "));
+    line("cwd", a.cwd.display().to_string());
+    line(
+        "ready",
+        if a.wait_ready {
+            format!(
+                "waits for process.send('ready'), up to {}",
+                ms(a.listen_timeout)
+            )
+        } else {
+            format!(
+                "when started (reload waits up to {} for listening)",
+                ms(a.listen_timeout)
+            )
+        },
+    );
+    line(
+        "stop",
+        if a.shutdown_with_message {
+            format!("'shutdown' message, SIGKILL after {}", ms(a.kill_timeout))
+        } else {
+            format!(
+                "{}, SIGKILL after {}",
+                a.kill_signal.as_str(),
+                ms(a.kill_timeout)
+            )
+        },
+    );
+    let mut restart = if a.autorestart {
+        format!(
+            "on exit, errored after {} restarts under {} uptime",
+            a.max_restarts,
+            ms(a.min_uptime)
+        )
+    } else {
+        "never (autorestart false)".to_string()
+    };
+    if let Some(b) = a.exp_backoff_restart_delay {
+        let _ = write!(restart, ", backoff from {}", ms(b));
+    } else if !a.restart_delay.is_zero() {
+        let _ = write!(restart, ", delay {}", ms(a.restart_delay));
+    }
+    if !a.stop_exit_codes.is_empty() {
+        let codes: Vec<String> = a.stop_exit_codes.iter().map(|c| c.to_string()).collect();
+        let _ = write!(restart, ", not after exit codes {}", codes.join(" "));
+    }
+    line("restart", restart);
+    if let Some(m) = a.max_memory_restart {
+        line("memory", format!("restart above {}", size(m)));
+    }
+    if !a.watch.is_empty() {
+        let mut w = path_list(&a.watch);
+        if !a.ignore_watch.is_empty() {
+            let _ = write!(w, " (ignoring {})", a.ignore_watch.join(", "));
+        }
+        if !a.watch_delay.is_zero() {
+            let _ = write!(w, ", delay {}", ms(a.watch_delay));
+        }
+        line("watch", w);
+    }
+    let mut logs = Vec::new();
+    if let Some(p) = &a.logs.out_file {
+        logs.push(format!("out {}", p.display()));
+    }
+    if let Some(p) = &a.logs.error_file {
+        logs.push(format!("err {}", p.display()));
+    }
+    if let Some(p) = &a.logs.log_file {
+        logs.push(format!("all {}", p.display()));
+    }
+    if !logs.is_empty() {
+        logs.push(if a.logs.merge_logs {
+            "merged".into()
+        } else {
+            "one file per instance".into()
+        });
+    }
+    if let Some(f) = &a.logs.date_format {
+        logs.push(format!("dated {f}"));
+    }
+    if !logs.is_empty() {
+        line("logs", logs.join(", "));
+    }
+    line("instance", format!("id in {}", a.instance_var));
+    if a.env.is_empty() {
+        line("env", "(none besides hotrun's own environment)".into());
+    } else {
+        let mut first = true;
+        for (k, v) in &a.env {
+            line(if first { "env" } else { "" }, format!("{k}={}", word(v)));
+            first = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_words() {
+        assert_eq!(size(314_572_800), "300M (314572800 bytes)");
+        assert_eq!(size(1000), "1000 bytes");
+        assert_eq!(word("a b"), "'a b'");
+        assert_eq!(word("ab"), "ab");
+    }
+}

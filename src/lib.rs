@@ -1,0 +1,12 @@
+//! hotrun: a foreground process runner for web apps that reads PM2 ecosystem files.
+//!
+//! `main.rs` parses the command line and calls into the modules here:
+//! `config` turns an ecosystem file into a [`plan::Plan`], `supervisor` runs it.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod logs;
+pub mod plan;
+pub mod process;
+pub mod supervisor;

@@ -1,0 +1,261 @@
+//! Output: every line of every instance, prefixed `name|id` (or `name` alone for a
+//! single instance), coloured per app on a terminal, timestamped with `log_date_format`,
+//! and appended to the app's `out_file`/`error_file`/`log_file`. Each line is written
+//! whole with one write, so lines never interleave. hotrun's own messages go to stderr
+//! as `hotrun: ...`.
+
+pub mod date;
+pub mod reader;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use console::{Color, Style};
+
+use crate::plan::{AppPlan, Plan};
+use date::DateFormat;
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+/// Colours given to apps in file order.
+const PALETTE: [Color; 6] = [
+    Color::Cyan,
+    Color::Magenta,
+    Color::Yellow,
+    Color::Green,
+    Color::Blue,
+    Color::Red,
+];
+
+struct AppLog {
+    name: String,
+    single: bool,
+    style: Style,
+    date: Option<DateFormat>,
+    out_file: Option<PathBuf>,
+    error_file: Option<PathBuf>,
+    log_file: Option<PathBuf>,
+    merge: bool,
+    pm_id_base: u32,
+}
+
+/// An open log file, and whether its last write failed (said once until it works again).
+struct LogFile {
+    file: Option<File>,
+    failing: bool,
+}
+
+/// Where every line goes.
+pub struct LogSink {
+    apps: Vec<AppLog>,
+    width: usize,
+    files: HashMap<PathBuf, LogFile>,
+}
+
+/// `out.log` -> `out-3.log`: PM2's per-instance file name.
+pub fn instance_path(path: &Path, pm_id: u32) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{pm_id}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{pm_id}"),
+    };
+    path.with_file_name(name)
+}
+
+impl LogSink {
+    pub fn new(plan: &Plan) -> LogSink {
+        let mut pm_id_base = 0;
+        let apps: Vec<AppLog> = plan
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(i, app)| {
+                let log = AppLog::new(app, i, pm_id_base);
+                pm_id_base += app.instances;
+                log
+            })
+            .collect();
+        let width = plan
+            .apps
+            .iter()
+            .map(|a| prefix_of(&a.name, a.instances == 1, a.instances.saturating_sub(1)).len())
+            .max()
+            .unwrap_or(0);
+        LogSink {
+            apps,
+            width,
+            files: HashMap::new(),
+        }
+    }
+
+    /// One line of an instance's output (without its newline).
+    pub fn line(&mut self, app: usize, id: u32, stream: Stream, text: &[u8]) {
+        let Some(log) = self.apps.get(app) else {
+            return;
+        };
+        let date = log
+            .date
+            .as_ref()
+            .map(|f| format!("{}: ", f.format(&chrono::Local::now())));
+        let date = date.as_deref().unwrap_or("");
+
+        let prefix = prefix_of(&log.name, log.single, id);
+        let padded = format!("{prefix:<width$}", width = self.width);
+        let mut line = Vec::with_capacity(padded.len() + text.len() + date.len() + 16);
+        let to_stderr = stream == Stream::Err;
+        let styled = if to_stderr {
+            log.style.clone().for_stderr().apply_to(padded)
+        } else {
+            log.style.clone().for_stdout().apply_to(padded)
+        };
+        line.extend_from_slice(styled.to_string().as_bytes());
+        line.extend_from_slice(b" | ");
+        line.extend_from_slice(date.as_bytes());
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        // One write per line; a closed terminal is no reason to stop serving.
+        if to_stderr {
+            let _ = std::io::stderr().lock().write_all(&line);
+        } else {
+            let _ = std::io::stdout().lock().write_all(&line);
+        }
+
+        let pm_id = log.pm_id_base + id;
+        let targets: Vec<PathBuf> = [
+            if to_stderr {
+                &log.error_file
+            } else {
+                &log.out_file
+            },
+            &log.log_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            if log.merge {
+                p.clone()
+            } else {
+                instance_path(p, pm_id)
+            }
+        })
+        .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let mut record = Vec::with_capacity(date.len() + text.len() + 1);
+        record.extend_from_slice(date.as_bytes());
+        record.extend_from_slice(text);
+        record.push(b'\n');
+        let app_name = log.name.clone();
+        for path in targets {
+            self.append(&app_name, path, &record);
+        }
+    }
+
+    /// hotrun's own message, on stderr.
+    pub fn say(&mut self, msg: &str) {
+        say(msg);
+    }
+
+    fn append(&mut self, app: &str, path: PathBuf, record: &[u8]) {
+        let entry = self.files.entry(path.clone()).or_insert_with(|| LogFile {
+            file: None,
+            failing: false,
+        });
+        if entry.file.is_none() {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .open(&path)
+            {
+                Ok(f) => entry.file = Some(f),
+                Err(e) => {
+                    if !entry.failing {
+                        entry.failing = true;
+                        say(&format!(
+                            "cannot open {app}'s log file {}: {e}; its lines still go to the console",
+                            path.display()
+                        ));
+                    }
+                    return;
+                }
+            }
+        }
+        let file = entry.file.as_mut().expect("opened above");
+        match file.write_all(record) {
+            Ok(()) => entry.failing = false,
+            Err(e) => {
+                if !entry.failing {
+                    entry.failing = true;
+                    say(&format!(
+                        "cannot write {app}'s log file {}: {e}; its lines still go to the console",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Prints `hotrun: msg` on stderr in one write.
+pub fn say(msg: &str) {
+    let line = format!("hotrun: {msg}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+fn prefix_of(name: &str, single: bool, id: u32) -> String {
+    if single {
+        name.to_string()
+    } else {
+        format!("{name}|{id}")
+    }
+}
+
+impl AppLog {
+    fn new(app: &AppPlan, index: usize, pm_id_base: u32) -> AppLog {
+        AppLog {
+            name: app.name.clone(),
+            single: app.instances == 1,
+            style: Style::new().fg(PALETTE[index % PALETTE.len()]).bold(),
+            date: app.logs.date_format.as_deref().map(DateFormat::new),
+            out_file: app.logs.out_file.clone(),
+            error_file: app.logs.error_file.clone(),
+            log_file: app.logs.log_file.clone(),
+            merge: app.logs.merge_logs,
+            pm_id_base,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_instance_file_names_follow_pm2() {
+        let cases = [
+            ("/l/out.log", 0, "/l/out-0.log"),
+            ("/l/out.log", 12, "/l/out-12.log"),
+            ("/l/out", 3, "/l/out-3"),
+            ("/l/app.err.txt", 1, "/l/app.err-1.txt"),
+        ];
+        for (path, id, want) in cases {
+            assert_eq!(instance_path(Path::new(path), id), PathBuf::from(want));
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix_of("web", true, 0), "web");
+        assert_eq!(prefix_of("web", false, 2), "web|2");
+    }
+}

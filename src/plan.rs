@@ -1,0 +1,164 @@
+//! The resolved plan: what the configuration pipeline hands to the supervisor.
+//!
+//! Every value here is final: paths are absolute, times are durations, sizes are bytes,
+//! the profile is merged. `hotrun config --json` prints this structure (see `to_json`),
+//! and scripts and tests rely on that JSON's shape.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+/// The whole resolved configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Absolute path of the ecosystem file that was read.
+    pub config: PathBuf,
+    /// The profile chosen with `--env NAME`, if any.
+    pub profile: Option<String>,
+    /// The apps, in file order, after `--only` filtering.
+    pub apps: Vec<AppPlan>,
+}
+
+/// PM2's two execution modes. hotrun runs both the same way (every instance is a process
+/// of its own); the mode is kept because PM2 users read it in `status` and `config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    Fork,
+    Cluster,
+}
+
+impl ExecMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecMode::Fork => "fork",
+            ExecMode::Cluster => "cluster",
+        }
+    }
+}
+
+/// The exact program and arguments an instance runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// What is exec'd: an interpreter (`node`), the script itself, or `sh` for PM2's
+    /// script-with-spaces case.
+    pub program: String,
+    /// Everything after the program, verbatim.
+    pub args: Vec<String>,
+}
+
+/// Where an app's output goes besides hotrun's own stdout.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogPlan {
+    /// `out_file`: stdout lines (absolute path, before the `-<id>` suffix).
+    pub out_file: Option<PathBuf>,
+    /// `error_file`: stderr lines.
+    pub error_file: Option<PathBuf>,
+    /// `log_file`: both streams.
+    pub log_file: Option<PathBuf>,
+    /// `merge_logs`: one file per app instead of one per instance (`-<id>` suffix).
+    pub merge_logs: bool,
+    /// `log_date_format` (dayjs tokens, as PM2), or `time: true` -> `YYYY-MM-DDTHH:mm:ss`.
+    pub date_format: Option<String>,
+}
+
+/// One app of the file, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppPlan {
+    pub name: String,
+    /// The `script` as resolved: an absolute path when it names a file, else the command
+    /// string as written (PM2's script-with-spaces case, run through `sh -c`).
+    pub script: String,
+    /// `args`, split as PM2 splits a string, verbatim when an array.
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// The interpreter as PM2 picks it; `None` when the script is exec'd itself.
+    pub interpreter: Option<String>,
+    /// `interpreter_args` / `node_args`.
+    pub interpreter_args: Vec<String>,
+    /// What to exec, derived from the fields above.
+    pub command: Command,
+    /// Always at least 1.
+    pub instances: u32,
+    pub exec_mode: ExecMode,
+    pub wait_ready: bool,
+    pub listen_timeout: Duration,
+    pub kill_timeout: Duration,
+    /// `kill_signal`, default SIGINT.
+    pub kill_signal: Signal,
+    pub shutdown_with_message: bool,
+    /// Bytes.
+    pub max_memory_restart: Option<u64>,
+    pub autorestart: bool,
+    pub max_restarts: u32,
+    pub min_uptime: Duration,
+    pub restart_delay: Duration,
+    /// `exp_backoff_restart_delay`: the first delay of the growing sequence.
+    pub exp_backoff_restart_delay: Option<Duration>,
+    pub stop_exit_codes: Vec<i32>,
+    /// Absolute paths; empty when watching is off.
+    pub watch: Vec<PathBuf>,
+    pub ignore_watch: Vec<String>,
+    pub watch_delay: Duration,
+    /// The merged profile values (`env` then `env_NAME`), plus PORT from `port`.
+    /// Not the inherited environment.
+    pub env: BTreeMap<String, String>,
+    /// The variable that carries the instance id (`instance_var`, default NODE_APP_INSTANCE).
+    pub instance_var: String,
+    /// `port`, when set (also in `env` as PORT).
+    pub port: Option<u16>,
+    pub logs: LogPlan,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Plan {
+    /// The `hotrun config --json` contract.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "config": self.config,
+            "profile": self.profile,
+            "apps": self.apps.iter().map(AppPlan::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl AppPlan {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "script": self.script,
+            "args": self.args,
+            "cwd": self.cwd,
+            "interpreter": self.interpreter,
+            "instances": self.instances,
+            "exec_mode": self.exec_mode.as_str(),
+            "wait_ready": self.wait_ready,
+            "listen_timeout": ms(self.listen_timeout),
+            "kill_timeout": ms(self.kill_timeout),
+            "max_memory_restart": self.max_memory_restart,
+            "autorestart": self.autorestart,
+            "max_restarts": self.max_restarts,
+            "min_uptime": ms(self.min_uptime),
+            "restart_delay": ms(self.restart_delay),
+            "watch": self.watch,
+            "ignore_watch": self.ignore_watch,
+            "watch_delay": ms(self.watch_delay),
+            "env": self.env,
+        })
+    }
+
+    /// PM2's `pm_id` of this app's instance `id`: apps are numbered on from the previous
+    /// app's last instance, as PM2's global counter does for a freshly started file.
+    pub fn pm_id(plan: &Plan, app_index: usize, id: u32) -> u32 {
+        plan.apps[..app_index]
+            .iter()
+            .map(|a| a.instances)
+            .sum::<u32>()
+            + id
+    }
+}

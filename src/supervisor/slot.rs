@@ -1,0 +1,708 @@
+//! One instance slot (`web|2`): the lifecycle of the process in it, as an enum whose
+//! variants carry their own data, and a pure transition function `step` that turns an
+//! input into the next phase plus the actions the event loop must carry out. No I/O here;
+//! the tests at the bottom are tables.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::restart::{decide, Decision, History, Policy};
+use crate::process::reaper::Exit;
+
+/// How an instance showed it was ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyBy {
+    /// `process.send('ready')` on the IPC channel (`wait_ready: true`).
+    Message,
+    /// It stayed up `min_uptime` (no readiness signal configured).
+    Uptime,
+}
+
+impl ReadyBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadyBy::Message => "ready message",
+            ReadyBy::Uptime => "uptime",
+        }
+    }
+}
+
+/// One process started in the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Also its process group id.
+    pub pid: i32,
+    /// Unique per spawn, never reused (pids are).
+    pub serial: u64,
+    pub started: Instant,
+}
+
+/// Where the slot is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// To be started at `at` (first start, or a restart after its delay).
+    Pending { at: Instant },
+    /// Running, not ready yet. `ready_by` is when readiness is decided: the end of
+    /// `min_uptime`, or the `listen_timeout` for a ready message (then `None` once it has
+    /// passed and been reported).
+    Starting { run: Run, deadline: Option<Instant> },
+    /// Running and ready.
+    Online { run: Run, ready_by: ReadyBy },
+    /// Asked to stop; SIGKILL to its group at `kill_at`. The slot is stopped once the
+    /// leader has exited and its group is empty; once the leader is gone (or killed) the
+    /// group is checked again at `poll_at`.
+    Stopping {
+        run: Run,
+        kill_at: Instant,
+        killed: bool,
+        exit: Option<Exit>,
+        poll_at: Option<Instant>,
+    },
+    /// Gave up after `max_restarts` short runs in a row.
+    Errored { exit: Exit },
+    /// Not running and not to be restarted.
+    Stopped { exit: Option<Exit> },
+}
+
+/// What happens to the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The event loop started a process for a `Spawn` action.
+    Spawned(Run),
+    /// The process could not be started at all (e.g. the interpreter is missing).
+    SpawnFailed,
+    /// The instance sent `ready`.
+    ReadyMessage,
+    /// The slot's process (the group leader) exited.
+    Exited(Exit),
+    /// Stop gracefully (hotrun is stopping).
+    Stop,
+    /// Time passed; `group_alive` says whether the slot's process group still has members.
+    Tick { group_alive: bool },
+}
+
+/// What the event loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start a process; answer with `Spawned` or `SpawnFailed`.
+    Spawn,
+    /// Ask the group to stop (`kill_signal`, or the IPC 'shutdown' message when the app
+    /// wants that).
+    AskToStop,
+    /// SIGKILL to the whole group.
+    Kill,
+    /// A line for the user about this slot.
+    Say(String),
+    /// The slot gave up (errored); the loop says so once per app.
+    GaveUp(String),
+}
+
+/// The slot's settings, taken from the app's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub policy: Policy,
+    pub wait_ready: bool,
+    pub listen_timeout: Duration,
+    pub kill_timeout: Duration,
+    pub kill_signal: Signal,
+}
+
+/// How often a stopping group is checked once its leader is gone or killed (PM2's
+/// `kill_retry_time`).
+const POLL: Duration = Duration::from_millis(100);
+
+impl Phase {
+    /// The instant at which `step` wants a `Tick`, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Phase::Pending { at } => Some(*at),
+            Phase::Starting { deadline, .. } => *deadline,
+            Phase::Stopping {
+                kill_at,
+                killed,
+                poll_at,
+                ..
+            } => match (killed, poll_at) {
+                (false, Some(p)) => Some((*kill_at).min(*p)),
+                (false, None) => Some(*kill_at),
+                (true, p) => *p,
+            },
+            _ => None,
+        }
+    }
+
+    /// The process running in the slot, if any.
+    pub fn run(&self) -> Option<&Run> {
+        match self {
+            Phase::Starting { run, .. }
+            | Phase::Online { run, .. }
+            | Phase::Stopping { run, .. } => Some(run),
+            _ => None,
+        }
+    }
+
+    /// Done for good: nothing runs and nothing will.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Phase::Errored { .. } | Phase::Stopped { .. })
+    }
+
+    /// The name `status` shows.
+    pub fn state_name(&self) -> &'static str {
+        match self {
+            Phase::Pending { .. } | Phase::Starting { .. } => "starting",
+            Phase::Online { .. } => "online",
+            Phase::Stopping { .. } => "stopping",
+            Phase::Errored { .. } => "errored",
+            Phase::Stopped { .. } => "stopped",
+        }
+    }
+}
+
+/// The transition function.
+pub fn step(
+    phase: Phase,
+    input: Input,
+    now: Instant,
+    settings: &Settings,
+    history: &mut History,
+) -> (Phase, Vec<Action>) {
+    use Action::*;
+    use Phase::*;
+    match (phase, input) {
+        (Pending { at }, Input::Tick { .. }) if now >= at => (Pending { at }, vec![Spawn]),
+        (Pending { .. }, Input::Spawned(run)) => {
+            let deadline = if settings.wait_ready {
+                now + settings.listen_timeout
+            } else {
+                now + settings.policy.min_uptime
+            };
+            (
+                Starting {
+                    run,
+                    deadline: Some(deadline),
+                },
+                vec![],
+            )
+        }
+        (Pending { .. }, Input::SpawnFailed) => {
+            after_exit(Exit::Code(127), Duration::ZERO, now, settings, history)
+        }
+        (Pending { .. }, Input::Stop) => (Stopped { exit: None }, vec![]),
+
+        (Starting { run, .. }, Input::ReadyMessage) if settings.wait_ready => (
+            Online {
+                run,
+                ready_by: ReadyBy::Message,
+            },
+            vec![],
+        ),
+        (
+            Starting {
+                run,
+                deadline: Some(d),
+            },
+            Input::Tick { .. },
+        ) if now >= d => {
+            if settings.wait_ready {
+                let msg = format!(
+                    "no ready message after {} ms (wait_ready); still waiting",
+                    settings.listen_timeout.as_millis()
+                );
+                (
+                    Starting {
+                        run,
+                        deadline: None,
+                    },
+                    vec![Say(msg)],
+                )
+            } else {
+                (
+                    Online {
+                        run,
+                        ready_by: ReadyBy::Uptime,
+                    },
+                    vec![],
+                )
+            }
+        }
+
+        (Starting { run, .. } | Online { run, .. }, Input::Exited(exit)) => {
+            let (next, mut actions) = after_exit(
+                exit,
+                now.saturating_duration_since(run.started),
+                now,
+                settings,
+                history,
+            );
+            // Whatever the leader left in its group goes with it.
+            actions.insert(0, Kill);
+            (next, actions)
+        }
+        (Starting { run, .. } | Online { run, .. }, Input::Stop) => (
+            Stopping {
+                run,
+                kill_at: now + settings.kill_timeout,
+                killed: false,
+                exit: None,
+                poll_at: None,
+            },
+            vec![AskToStop],
+        ),
+
+        // The leader is gone: check its group at once.
+        (
+            Stopping {
+                run,
+                kill_at,
+                killed,
+                ..
+            },
+            Input::Exited(exit),
+        ) => (
+            Stopping {
+                run,
+                kill_at,
+                killed,
+                exit: Some(exit),
+                poll_at: Some(now),
+            },
+            vec![],
+        ),
+        (
+            Stopping {
+                exit: Some(exit), ..
+            },
+            Input::Tick { group_alive: false },
+        ) => (Stopped { exit: Some(exit) }, vec![]),
+        (
+            Stopping {
+                run,
+                kill_at,
+                killed: false,
+                exit,
+                ..
+            },
+            Input::Tick { group_alive: true },
+        ) if now >= kill_at => {
+            let msg = format!(
+                "still running {} ms after {}; sending SIGKILL to its process group",
+                settings.kill_timeout.as_millis(),
+                settings.kill_signal.as_str()
+            );
+            (
+                Stopping {
+                    run,
+                    kill_at,
+                    killed: true,
+                    exit,
+                    poll_at: Some(now + POLL),
+                },
+                vec![Kill, Say(msg)],
+            )
+        }
+        // Killed, or the leader gone but not its whole group: look again soon.
+        (
+            Stopping {
+                run,
+                kill_at,
+                killed,
+                exit,
+                poll_at: Some(_),
+            },
+            Input::Tick { .. },
+        ) => (
+            Stopping {
+                run,
+                kill_at,
+                killed,
+                exit,
+                poll_at: Some(now + POLL),
+            },
+            vec![],
+        ),
+
+        // Anything else changes nothing: a late ready message, a Stop of a stopped slot...
+        (phase, _) => (phase, vec![]),
+    }
+}
+
+fn after_exit(
+    exit: Exit,
+    uptime: Duration,
+    now: Instant,
+    settings: &Settings,
+    history: &mut History,
+) -> (Phase, Vec<Action>) {
+    match decide(&settings.policy, history, exit, uptime) {
+        Decision::Restart(delay) => {
+            let msg = if delay.is_zero() {
+                format!("{exit} after {} ms; restarting", uptime.as_millis())
+            } else {
+                format!(
+                    "{exit} after {} ms; restarting in {} ms",
+                    uptime.as_millis(),
+                    delay.as_millis()
+                )
+            };
+            (Phase::Pending { at: now + delay }, vec![Action::Say(msg)])
+        }
+        Decision::Stop => (
+            Phase::Stopped { exit: Some(exit) },
+            vec![Action::Say(format!("{exit}; not restarted"))],
+        ),
+        Decision::Errored => {
+            let msg = format!(
+                "errored: {} runs in a row shorter than min_uptime ({} ms); last: {exit}. Not restarted; other apps keep running",
+                history.short_runs,
+                settings.policy.min_uptime.as_millis()
+            );
+            (Phase::Errored { exit }, vec![Action::GaveUp(msg)])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn settings(wait_ready: bool) -> Settings {
+        Settings {
+            policy: Policy {
+                autorestart: true,
+                max_restarts: 2,
+                min_uptime: ms(1000),
+                restart_delay: ms(0),
+                exp_backoff: None,
+                stop_exit_codes: vec![],
+            },
+            wait_ready,
+            listen_timeout: ms(3000),
+            kill_timeout: ms(1600),
+            kill_signal: Signal::SIGINT,
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        wait_ready: bool,
+        phase: fn(Instant, Run) -> Phase,
+        input: fn(Instant, Run) -> Input,
+        /// Milliseconds after `t0` at which the input arrives.
+        at: u64,
+        want: fn(Instant, Run) -> Phase,
+        actions: Vec<Action>,
+    }
+
+    #[test]
+    fn transitions() {
+        let t0 = Instant::now();
+        let run = Run {
+            pid: 42,
+            serial: 1,
+            started: t0,
+        };
+        let cases = vec![
+            Case {
+                name: "pending spawns when due",
+                wait_ready: false,
+                phase: |t0, _| Phase::Pending { at: t0 },
+                input: |_, _| Input::Tick { group_alive: false },
+                at: 0,
+                want: |t0, _| Phase::Pending { at: t0 },
+                actions: vec![Action::Spawn],
+            },
+            Case {
+                name: "pending waits for its time",
+                wait_ready: false,
+                phase: |t0, _| Phase::Pending { at: t0 + ms(500) },
+                input: |_, _| Input::Tick { group_alive: false },
+                at: 100,
+                want: |t0, _| Phase::Pending { at: t0 + ms(500) },
+                actions: vec![],
+            },
+            Case {
+                name: "spawned without wait_ready waits min_uptime",
+                wait_ready: false,
+                phase: |t0, _| Phase::Pending { at: t0 },
+                input: |_, run| Input::Spawned(run),
+                at: 0,
+                want: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(1000)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "spawned with wait_ready waits listen_timeout",
+                wait_ready: true,
+                phase: |t0, _| Phase::Pending { at: t0 },
+                input: |_, run| Input::Spawned(run),
+                at: 0,
+                want: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(3000)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "ready message makes it online",
+                wait_ready: true,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(3000)),
+                },
+                input: |_, _| Input::ReadyMessage,
+                at: 200,
+                want: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Message,
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "ready message is ignored without wait_ready",
+                wait_ready: false,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(1000)),
+                },
+                input: |_, _| Input::ReadyMessage,
+                at: 200,
+                want: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(1000)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "min_uptime passed makes it online",
+                wait_ready: false,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(1000)),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 1000,
+                want: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Uptime,
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "listen_timeout passed is reported once, still starting",
+                wait_ready: true,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(3000)),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 3000,
+                want: |_, run| Phase::Starting {
+                    run,
+                    deadline: None,
+                },
+                actions: vec![Action::Say(
+                    "no ready message after 3000 ms (wait_ready); still waiting".into(),
+                )],
+            },
+            Case {
+                name: "crash after a long run restarts at once and kills leftovers",
+                wait_ready: false,
+                phase: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Uptime,
+                },
+                input: |_, _| Input::Exited(Exit::Code(1)),
+                at: 5000,
+                want: |t0, _| Phase::Pending { at: t0 + ms(5000) },
+                actions: vec![
+                    Action::Kill,
+                    Action::Say("exit code 1 after 5000 ms; restarting".into()),
+                ],
+            },
+            Case {
+                name: "stop asks the group to stop and arms kill_timeout",
+                wait_ready: false,
+                phase: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Uptime,
+                },
+                input: |_, _| Input::Stop,
+                at: 0,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                actions: vec![Action::AskToStop],
+            },
+            Case {
+                name: "stop of a pending slot stops it",
+                wait_ready: false,
+                phase: |t0, _| Phase::Pending { at: t0 + ms(500) },
+                input: |_, _| Input::Stop,
+                at: 0,
+                want: |_, _| Phase::Stopped { exit: None },
+                actions: vec![],
+            },
+            Case {
+                name: "stopping: leader exit is remembered",
+                wait_ready: false,
+                phase: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                input: |_, _| Input::Exited(Exit::Code(0)),
+                at: 100,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: Some(Exit::Code(0)),
+                    poll_at: Some(t0 + ms(100)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "stopping: leader gone and group empty is stopped",
+                wait_ready: false,
+                phase: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: Some(Exit::Code(0)),
+                    poll_at: Some(t0 + ms(100)),
+                },
+                input: |_, _| Input::Tick { group_alive: false },
+                at: 200,
+                want: |_, _| Phase::Stopped {
+                    exit: Some(Exit::Code(0)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "stopping: kill_timeout passed sends SIGKILL",
+                wait_ready: false,
+                phase: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 1600,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: true,
+                    exit: None,
+                    poll_at: Some(t0 + ms(1700)),
+                },
+                actions: vec![
+                    Action::Kill,
+                    Action::Say(
+                        "still running 1600 ms after SIGINT; sending SIGKILL to its process group"
+                            .into(),
+                    ),
+                ],
+            },
+            Case {
+                name: "stopping: leader gone but group alive looks again later",
+                wait_ready: false,
+                phase: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: Some(Exit::Code(0)),
+                    poll_at: Some(t0 + ms(100)),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 100,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: Some(Exit::Code(0)),
+                    poll_at: Some(t0 + ms(200)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "stopped ignores stop",
+                wait_ready: false,
+                phase: |_, _| Phase::Stopped { exit: None },
+                input: |_, _| Input::Stop,
+                at: 0,
+                want: |_, _| Phase::Stopped { exit: None },
+                actions: vec![],
+            },
+        ];
+        for case in cases {
+            let s = settings(case.wait_ready);
+            let mut history = History::default();
+            let (phase, actions) = step(
+                (case.phase)(t0, run),
+                (case.input)(t0, run),
+                t0 + ms(case.at),
+                &s,
+                &mut history,
+            );
+            assert_eq!(phase, (case.want)(t0, run), "{}", case.name);
+            assert_eq!(actions, case.actions, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn crash_loop_ends_errored_after_max_restarts() {
+        let t0 = Instant::now();
+        let s = settings(false);
+        let mut history = History::default();
+        let mut phase = Phase::Pending { at: t0 };
+        let mut gave_up = None;
+        for n in 0..10u64 {
+            let now = t0 + ms(n * 10);
+            let run = Run {
+                pid: 100 + n as i32,
+                serial: n,
+                started: now,
+            };
+            phase = step(phase, Input::Spawned(run), now, &s, &mut history).0;
+            let (next, actions) = step(
+                phase,
+                Input::Exited(Exit::Code(1)),
+                now + ms(5),
+                &s,
+                &mut history,
+            );
+            phase = next;
+            if let Some(Action::GaveUp(msg)) = actions.last() {
+                gave_up = Some((n, msg.clone()));
+                break;
+            }
+        }
+        let (n, msg) = gave_up.expect("gave up");
+        assert_eq!(n, 1, "max_restarts 2 = gave up at the second short run");
+        assert!(matches!(
+            phase,
+            Phase::Errored {
+                exit: Exit::Code(1)
+            }
+        ));
+        assert!(
+            msg.starts_with("errored: 2 runs in a row shorter than min_uptime (1000 ms)"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Test helpers: run the real `hotrun` binary on fixtures, collect its output, wait on
+//! events (a line appears, a process is gone) under generous deadlines, and kill it on
+//! drop so no test leaves a process behind, even when it fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const HOTRUN: &str = env!("CARGO_BIN_EXE_hotrun");
+
+/// A deadline generous enough for a small, busy machine.
+pub const SLOW: Duration = Duration::from_secs(30);
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn app(name: &str) -> String {
+    fixtures().join("apps").join(name).display().to_string()
+}
+
+/// Writes `ecosystem.config.js` with `body` into a fresh temp dir.
+pub fn config_dir(body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ecosystem.config.js"), body).expect("write config");
+    dir
+}
+
+/// Output collected from both streams, one line at a time, with a condvar to wait on.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+pub struct Hotrun {
+    pub child: Child,
+    lines: Arc<Lines>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Hotrun {
+    /// Starts `hotrun ARGS` in `cwd`.
+    pub fn start(cwd: &Path, args: &[&str]) -> Hotrun {
+        Hotrun::start_with(Command::new(HOTRUN).args(args).current_dir(cwd))
+    }
+
+    pub fn start_with(cmd: &mut Command) -> Hotrun {
+        let mut child = cmd
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hotrun");
+        let lines = Arc::new(Lines::default());
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), lines.clone()),
+            collect(child.stderr.take().unwrap(), lines.clone()),
+        ];
+        Hotrun {
+            child,
+            lines,
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits until a line containing `needle` appears; returns that line.
+    pub fn wait_for(&self, needle: &str) -> String {
+        self.wait_for_n(needle, 1).pop().unwrap()
+    }
+
+    /// Waits until `n` lines contain `needle`; returns them.
+    pub fn wait_for_n(&self, needle: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + SLOW;
+        let mut lines = self.lines.lines.lock().unwrap();
+        loop {
+            let found: Vec<String> = lines
+                .iter()
+                .filter(|l| l.contains(needle))
+                .cloned()
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "timed out waiting for {n} line(s) with {needle:?}; output so far:\n{}",
+                    lines.join("\n")
+                );
+            }
+            lines = self
+                .lines
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.lines.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal hotrun");
+    }
+
+    /// Waits for hotrun to exit, and for its output to be read to the end.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + SLOW;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("hotrun did not exit; output:\n{}", self.output());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hotrun {
+    fn drop(&mut self) {
+        // SIGKILL: the guard process then kills every instance group.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static, lines: Arc<Lines>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            lines.lines.lock().unwrap().push(line);
+            lines.changed.notify_all();
+        }
+    })
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => state_of(&stat) != Some('Z'),
+        Err(_) => false,
+    }
+}
+
+fn state_of(stat: &str) -> Option<char> {
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.chars().next()
+}
+
+/// The parent pid and state of `pid`, from /proc.
+pub fn parent_and_state(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Every (pid, state, comm) whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<(i32, char, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        if let Some((parent, state)) = parent_and_state(pid) {
+            if parent == ppid {
+                out.push((pid, state, comm));
+            }
+        }
+    }
+    out
+}
+
+/// Polls `cond` until it holds or the deadline passes; panics with `what` then.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SLOW;
+    while !cond() {
+        if Instant::now() >= deadline {
+            panic!("timed out waiting until {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads `key=NUMBER` out of a line.
+pub fn field(line: &str, key: &str) -> i32 {
+    let start = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        + key.len()
+        + 1;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad {key}= in {line:?}"))
+}

@@ -1,0 +1,235 @@
+//! The foreground supervisor, with real processes: restarts and crash loops, graceful and
+//! forced stops, no instance outliving hotrun, orphans reaped (also as PID 1).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn js_config(apps: &str) -> tempfile::TempDir {
+    config_dir(&format!("module.exports = {{ apps: [ {apps} ] }};\n"))
+}
+
+#[test]
+fn a_crash_loop_ends_errored_after_max_restarts_with_growing_delays() {
+    let dir = js_config(&format!(
+        "{{ name: 'crashy', script: '{}', max_restarts: 4, min_uptime: 1000,
+            exp_backoff_restart_delay: 200 }},
+          {{ name: 'steady', script: '{}' }}",
+        app("crash.js"),
+        app("graceful.js"),
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("graceful up");
+    let errored = h.wait_for("errored: 4 runs in a row shorter than min_uptime (1000 ms)");
+    assert!(errored.contains("crashy"), "{errored}");
+    assert!(errored.contains("exit code 1"), "{errored}");
+
+    // Four runs, three restarts, each delay at least the backoff: 200, 300, 450 ms.
+    let starts: Vec<u64> = h
+        .wait_for_n("crash start", 4)
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 4, "{}", h.output());
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, min) in gaps.iter().zip([200, 300, 450]) {
+        assert!(
+            *gap >= min,
+            "restart gaps {gaps:?} must grow: 200, 300, 450 ms at least"
+        );
+    }
+    assert!(gaps[2] > gaps[0], "gaps {gaps:?}");
+    assert_eq!(h.count("errored:"), 1, "said once:\n{}", h.output());
+
+    // The other app is untouched and the errored one is not started again.
+    let steady_pid = field(&h.wait_for("graceful up"), "pid");
+    assert!(alive(steady_pid));
+    h.signal(Signal::SIGTERM);
+    assert!(h.wait_exit().success());
+    assert_eq!(h.count("crash start"), 4, "{}", h.output());
+}
+
+#[test]
+fn sigterm_stops_an_app_that_handles_sigint_gracefully() {
+    let dir = js_config(&format!(
+        "{{ name: 'web', script: '{}', instances: 2, kill_timeout: 20000 }}",
+        app("graceful.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let pids: Vec<i32> = h
+        .wait_for_n("graceful up", 2)
+        .iter()
+        .map(|l| field(l, "pid"))
+        .collect();
+    let t0 = Instant::now();
+    h.signal(Signal::SIGTERM);
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", h.output());
+    // Far less than kill_timeout: the instances exited on SIGINT.
+    assert!(t0.elapsed() < Duration::from_secs(15), "{}", h.output());
+    assert_eq!(h.count("graceful shutdown"), 2, "{}", h.output());
+    assert!(!h.output().contains("SIGKILL"), "{}", h.output());
+    for pid in pids {
+        assert!(!alive(pid), "instance {pid} survived");
+    }
+}
+
+#[test]
+fn an_app_that_ignores_sigint_is_killed_after_kill_timeout_with_its_children() {
+    let dir = js_config(&format!(
+        "{{ name: 'stubborn', script: '{}', kill_timeout: 700 }}",
+        app("stubborn.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let line = h.wait_for("stubborn up");
+    let (pid, child) = (field(&line, "pid"), field(&line, "child"));
+    assert!(alive(child));
+    let t0 = Instant::now();
+    h.signal(Signal::SIGINT);
+    h.wait_for("stubborn ignores SIGINT");
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", h.output());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(700),
+        "killed before kill_timeout"
+    );
+    assert!(
+        h.output()
+            .contains("still running 700 ms after SIGINT; sending SIGKILL"),
+        "{}",
+        h.output()
+    );
+    wait_until("the instance and its child are gone", || {
+        !alive(pid) && !alive(child)
+    });
+}
+
+#[test]
+fn a_second_stop_signal_kills_at_once() {
+    let dir = js_config(&format!(
+        "{{ name: 'stubborn', script: '{}', kill_timeout: 60000 }}",
+        app("stubborn.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let line = h.wait_for("stubborn up");
+    let (pid, child) = (field(&line, "pid"), field(&line, "child"));
+    h.signal(Signal::SIGTERM);
+    h.wait_for("stubborn ignores SIGINT");
+    h.signal(Signal::SIGTERM);
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", h.output());
+    assert!(h
+        .output()
+        .contains("received again: killing every instance"));
+    wait_until("the instance and its child are gone", || {
+        !alive(pid) && !alive(child)
+    });
+}
+
+#[test]
+fn no_instance_survives_hotrun_being_sigkilled() {
+    let dir = js_config(&format!(
+        "{{ name: 'stubborn', script: '{}', instances: 2 }}",
+        app("stubborn.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let lines = h.wait_for_n("stubborn up", 2);
+    let pids: Vec<i32> = lines
+        .iter()
+        .flat_map(|l| [field(l, "pid"), field(l, "child")])
+        .collect();
+    assert!(pids.iter().all(|&p| alive(p)));
+    h.signal(Signal::SIGKILL);
+    h.wait_exit();
+    wait_until("every instance and child is gone", || {
+        pids.iter().all(|&p| !alive(p))
+    });
+}
+
+#[test]
+fn a_last_line_without_newline_is_still_printed() {
+    let dir = js_config(&format!(
+        "{{ name: 'tail', script: '{}', autorestart: false }}",
+        app("tail.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let status = h.wait_exit();
+    // Nothing left to run: hotrun exits with the app's code (0 here).
+    assert_eq!(status.code(), Some(0), "{}", h.output());
+    let out = h.output();
+    assert!(out.contains("tail | first line"), "{out}");
+    assert!(out.contains("tail | no newline at the end"), "{out}");
+}
+
+#[test]
+fn orphans_handed_to_hotrun_are_reaped() {
+    let dir = js_config(&format!(
+        "{{ name: 'orphans', script: '{}' }}",
+        app("orphans.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("orphans spawned 3");
+    let hotrun = h.pid();
+    assert_orphans_reaped(hotrun);
+    h.signal(Signal::SIGTERM);
+    assert!(h.wait_exit().success());
+}
+
+/// Waits until the `sleep` orphans show up as hotrun's children, then until they are gone
+/// without a zombie left behind.
+fn assert_orphans_reaped(hotrun: i32) {
+    wait_until("the orphans are handed to hotrun", || {
+        children_of(hotrun)
+            .iter()
+            .filter(|(_, _, c)| c == "sleep")
+            .count()
+            == 3
+    });
+    wait_until("the orphans have ended and are reaped", || {
+        let kids = children_of(hotrun);
+        !kids
+            .iter()
+            .any(|(_, state, comm)| comm == "sleep" || *state == 'Z')
+    });
+}
+
+#[test]
+fn as_pid_1_hotrun_reaps_orphaned_grandchildren() {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("SKIPPED as_pid_1_hotrun_reaps_orphaned_grandchildren: `unshare --pid --fork --mount-proc` is not permitted here");
+        return;
+    }
+    let dir = js_config(&format!(
+        "{{ name: 'orphans', script: '{}' }}",
+        app("orphans.js")
+    ));
+    let mut h = Hotrun::start_with(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child", HOTRUN])
+            .current_dir(dir.path()),
+    );
+    h.wait_for("orphans spawned 3");
+    // `unshare` forked hotrun, which is PID 1 inside the new namespace.
+    let unshare = h.pid();
+    let hotrun = children_of(unshare)
+        .into_iter()
+        .find(|(_, _, comm)| comm == "hotrun")
+        .expect("hotrun runs under unshare")
+        .0;
+    let status = std::fs::read_to_string(format!("/proc/{hotrun}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(
+        nspid.trim_end().ends_with("\t1"),
+        "hotrun is PID 1 in its namespace: {nspid}"
+    );
+    assert_orphans_reaped(hotrun);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(hotrun), Signal::SIGTERM).unwrap();
+    assert!(h.wait_exit().success(), "{}", h.output());
+}
