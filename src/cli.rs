@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Run web apps from a PM2 ecosystem file, in the foreground.
+/// Run web apps from a PM2 ecosystem file, in the foreground, with zero-downtime reloads.
 #[derive(Debug, Parser)]
 #[command(name = "hotrun", version, about, long_about = None)]
 pub struct Cli {
@@ -34,14 +34,41 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum CommandKind {
+    /// Run every app in the foreground (the default when no command is given).
+    Run,
     /// Print the resolved plan (validates the file).
     Config {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Run every app in the foreground (the default when no command is given).
-    Run,
+    /// CI smoke test: start everything, wait until ready, run rolling reloads, stop.
+    Check {
+        /// How many rolling reloads of every app to run.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        reloads: u32,
+    },
+    /// Ask the running hotrun for a zero-downtime rolling reload (all apps by default).
+    Reload {
+        /// The apps to reload.
+        apps: Vec<String>,
+        /// Return at once instead of waiting until the reload is done.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Ask the running hotrun to stop, then start apps again (not zero-downtime, as PM2).
+    Restart {
+        /// The apps to restart.
+        apps: Vec<String>,
+    },
+    /// Ask the running hotrun to stop every instance gracefully and exit.
+    Stop,
+    /// Show the running hotrun's apps and instances.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the watchdog process that kills every instance if hotrun dies.
     #[command(name = "__guard", hide = true)]
     Guard,

@@ -4,9 +4,14 @@
 //! `config` turns an ecosystem file into a [`plan::Plan`], `supervisor` runs it.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod control;
 pub mod exit;
 pub mod logs;
+pub mod memory;
 pub mod plan;
 pub mod process;
+pub mod runtime_dir;
+pub mod sockets;
 pub mod supervisor;

@@ -11,6 +11,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+use crate::sockets::ListenAddr;
+
 /// The whole resolved configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -107,8 +109,12 @@ pub struct AppPlan {
     pub env: BTreeMap<String, String>,
     /// The variable that carries the instance id (`instance_var`, default NODE_APP_INSTANCE).
     pub instance_var: String,
-    /// `port`, when set (also in `env` as PORT).
+    /// `port`, when set (also in `env` as PORT). hotrun binds it before the instances
+    /// start and shares it with all of them.
     pub port: Option<u16>,
+    /// `listen` (hotrun's key): sockets bound before the start and passed to every
+    /// instance with `LISTEN_FDS` (systemd socket activation), in this order.
+    pub listen: Vec<ListenAddr>,
     pub logs: LogPlan,
 }
 
@@ -149,6 +155,7 @@ impl AppPlan {
             "ignore_watch": self.ignore_watch,
             "watch_delay": ms(self.watch_delay),
             "env": self.env,
+            "listen": self.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         })
     }
 

@@ -16,6 +16,7 @@ use super::locate::absolute;
 use super::position::{Origin, Seg, Target};
 use super::units;
 use crate::plan::{AppPlan, Command, ExecMode, LogPlan};
+use crate::sockets::ListenAddr;
 
 /// What resolving one app needs from the file level.
 pub struct Ctx<'a> {
@@ -341,6 +342,32 @@ pub fn resolve_app(
             .ok_or(E)
     })?;
 
+    // `listen` (hotrun's key): sockets bound by hotrun and passed as LISTEN_FDS.
+    let listen = match f.get("listen") {
+        None => Vec::new(),
+        Some((k, v)) => {
+            const E: &str =
+                "a port or address:port, or an array of them (e.g. [\"8080\", \"127.0.0.1:9090\"])";
+            let items = match v {
+                Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for item in &items {
+                let text = match item {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return Err(f.bad(k, v, E)),
+                };
+                let addr = text.parse::<ListenAddr>().map_err(|_| f.bad(k, item, E))?;
+                if !out.contains(&addr) {
+                    out.push(addr);
+                }
+            }
+            out
+        }
+    };
+
     // env: `env`, then the selected `env_NAME`, then PORT from `port` (so that `port` and
     // the PORT the app sees always agree, as the plan promises).
     let mut layers = Vec::new();
@@ -453,6 +480,7 @@ pub fn resolve_app(
         env,
         instance_var,
         port,
+        listen,
         logs,
     };
     Ok(Resolved {

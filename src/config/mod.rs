@@ -50,21 +50,27 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Finds, reads, checks and resolves the ecosystem file.
-pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+/// The ecosystem file `opts` names, or the one discovered in its folder: the absolute
+/// path (the one the runner and its control socket are known by), the absolute cwd, and
+/// the note to print when the file was discovered.
+pub fn find(opts: &LoadOptions) -> Result<(PathBuf, PathBuf, Option<String>), ConfigError> {
     let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let cwd = locate::absolute(&here, &opts.cwd);
-    let mut notes = Vec::new();
-    let mut warnings = Vec::new();
-
-    let path = match &opts.config {
-        Some(p) => locate::absolute(&cwd, p),
+    match &opts.config {
+        Some(p) => Ok((locate::absolute(&cwd, p), cwd, None)),
         None => {
             let p = locate::discover(&cwd)?;
-            notes.push(format!("using {}", locate::display(&p, &cwd)));
-            p
+            let note = format!("using {}", locate::display(&p, &cwd));
+            Ok((p, cwd, Some(note)))
         }
-    };
+    }
+}
+
+/// Finds, reads, checks and resolves the ecosystem file.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let (path, cwd, note) = find(opts)?;
+    let mut notes: Vec<String> = note.into_iter().collect();
+    let mut warnings = Vec::new();
     let display = locate::display(&path, &cwd);
     let src = source::read(&path, &display, &mut notes)?;
     let origin = position::Origin {

@@ -36,6 +36,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "watch",
     "ignore_watch",
     "watch_delay",
+    // hotrun's own keys
+    "listen",
 ];
 
 /// Keys that are parsed, checked and resolved into the plan, but that the supervisor does

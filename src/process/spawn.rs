@@ -1,11 +1,12 @@
 //! Starting one instance: exec'd directly (no shell unless the plan's command is PM2's
 //! `sh -c` case), in its own process group, with its cwd and environment, its output on
-//! pipes, and a Node IPC channel on fd 3 (`NODE_CHANNEL_FD`), so that
-//! `process.send('ready')` works unchanged.
+//! pipes, the listening sockets hotrun shares with it as fds 3.., and a Node IPC channel
+//! on the next fd (`NODE_CHANNEL_FD`), so that `process.send('ready')` works unchanged.
 //!
 //! Must be called from the thread that lives as long as hotrun (the runtime's main
 //! thread): the parent-death signal fires when the *thread* that forked exits.
 
+use std::ffi::c_char;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -18,16 +19,62 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::plan::AppPlan;
 
-/// The fd number of the IPC channel in the instance.
-pub const IPC_FD: i32 = 3;
+/// The first fd number of the sockets passed to an instance (systemd's SD_LISTEN_FDS_START).
+pub const FIRST_FD: i32 = 3;
 
-/// Which instance to start.
+/// Which instance to start, and what hotrun hands it.
 pub struct SpawnRequest<'a> {
     pub app: &'a AppPlan,
     /// The instance id within the app (`NODE_APP_INSTANCE`).
     pub id: u32,
     /// PM2's global id (`pm_id`).
     pub pm_id: u32,
+    /// Variables set after the app's own (hotrun's: NOTIFY_SOCKET, NODE_OPTIONS, ...).
+    pub env: Vec<(String, String)>,
+    /// Listening sockets, given to the instance as fds 3, 4, ... in this order.
+    pub fds: Vec<OwnedFd>,
+    /// Set `LISTEN_PID` to the instance's own pid (systemd socket activation; the
+    /// caller sets LISTEN_FDS and LISTEN_FDNAMES in `env`).
+    pub listen_pid: bool,
+}
+
+/// `LISTEN_PID` is only known after fork: the variable is set to this placeholder, wide
+/// enough for any pid, and the child writes its pid over it in place (no allocation).
+const LISTEN_PID_PLACEHOLDER: &str = "                    ";
+
+extern "C" {
+    static mut environ: *mut *mut c_char;
+}
+
+/// In the child, after fork: overwrites the value of `LISTEN_PID=` in `environ` (which
+/// std has pointed at the command's environment before the pre-exec hooks run) with the
+/// pid, NUL-terminated. Async-signal-safe: reads and writes memory only.
+unsafe fn fill_listen_pid() {
+    let key = b"LISTEN_PID=";
+    let mut digits = [0u8; 20];
+    let mut n = nix::unistd::getpid().as_raw() as u32;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut entry = environ;
+    while !entry.is_null() && !(*entry).is_null() {
+        let var = *entry as *mut u8;
+        if (0..key.len()).all(|i| *var.add(i) == key[i]) {
+            let value = var.add(key.len());
+            for i in 0..len {
+                *value.add(i) = digits[len - 1 - i];
+            }
+            *value.add(len) = 0;
+            return;
+        }
+        entry = entry.add(1);
+    }
 }
 
 /// A started instance: its pid (also its process group id) and the parent's ends of its
@@ -50,6 +97,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     )
     .map_err(io::Error::from)?;
 
+    let ipc_fd = FIRST_FD + req.fds.len() as i32;
     let mut cmd = Command::new(&app.command.program);
     cmd.args(&app.command.args)
         .current_dir(&app.cwd)
@@ -57,22 +105,39 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         .env(&app.instance_var, req.id.to_string())
         .env("pm_id", req.pm_id.to_string())
         .env("name", &app.name)
-        .env("NODE_CHANNEL_FD", IPC_FD.to_string())
+        .env("NODE_CHANNEL_FD", ipc_fd.to_string())
         .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    cmd.fd_mappings(vec![FdMapping {
+    let listen_pid = req.listen_pid;
+    if listen_pid {
+        cmd.env("LISTEN_PID", LISTEN_PID_PLACEHOLDER);
+    }
+    let mut mappings: Vec<FdMapping> = Vec::with_capacity(req.fds.len() + 1);
+    for (i, fd) in req.fds.iter().enumerate() {
+        mappings.push(FdMapping {
+            parent_fd: fd.try_clone()?,
+            child_fd: FIRST_FD + i as i32,
+        });
+    }
+    mappings.push(FdMapping {
         parent_fd: theirs,
-        child_fd: IPC_FD,
-    }])
-    .map_err(|e| io::Error::other(e.to_string()))?;
+        child_fd: ipc_fd,
+    });
+    cmd.fd_mappings(mappings)
+        .map_err(|e| io::Error::other(e.to_string()))?;
 
     let parent = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid, raise, memory writes) run
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            if listen_pid {
+                fill_listen_pid();
+            }
             // If hotrun dies, the instance gets SIGKILL (the guard then kills the rest of
             // its group). If hotrun died before this line ran, do what the signal would do.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;

@@ -1,39 +1,64 @@
-//! The runner: starts every instance of every app, keeps them alive, stops them cleanly.
+//! The runner: starts every instance of every app, keeps them alive, replaces them in
+//! ready-gated rolling reloads, and stops them cleanly.
 //!
 //! One event loop on one thread owns all state (a current-thread runtime, which is also
-//! the long-lived thread that forks, as the parent-death signal needs). Pipes and IPC
-//! channels are read by small tasks that feed the loop through one bounded channel, so a
-//! flood of output slows the flooding instance down instead of growing hotrun's memory.
-//! Timers are state: each slot says when it next needs a tick.
+//! the long-lived thread that forks, as the parent-death signal needs). Pipes, IPC
+//! channels, notify sockets and control connections are read by small tasks that feed
+//! the loop through channels; a flood of output slows the flooding instance down instead
+//! of growing hotrun's memory. Timers are state: each slot and rollout says when it next
+//! needs a tick.
+//!
+//! Files: `slot.rs` (an instance slot's lifecycle, pure), `restart.rs` (restart policy,
+//! pure), `rollout.rs` (the rolling reload, pure), `runs.rs` (starting processes and
+//! reading what they say), `reloads.rs` (driving rollouts), `status.rs` (`hotrun status`),
+//! `check.rs` (`hotrun check`).
 
+mod check;
+mod reloads;
 pub mod restart;
+pub mod rollout;
+mod runs;
 pub mod slot;
+mod status;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::net::unix::pipe;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::logs::{self, reader, LogSink, Stream};
+use crate::control::protocol::{Request, Response};
+use crate::control::server::{self, Incoming, SocketFile};
+use crate::logs::{self, LogSink, Stream};
 use crate::plan::{AppPlan, Plan};
 use crate::process::group;
 use crate::process::guard::Guard;
 use crate::process::reaper::{self, Exit};
-use crate::process::spawn::{spawn, SpawnRequest};
+use crate::runtime_dir::RuntimeDir;
+use crate::sockets::{ListenAddr, Listeners};
+pub use check::CheckReport;
 use restart::History;
-use slot::{Action, Input, Phase, Run, Settings};
+use rollout::{Queue, Rollout};
+use runs::RunIo;
+use slot::{Action, Input, Phase, ReadyBy, Run, Settings};
 
 /// How long hotrun waits, after the last instance is gone, for the rest of its output.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
+/// What hotrun is running for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve until stopped.
+    Serve,
+    /// `hotrun check`: all ready, `reloads` rolling reloads, stop, report.
+    Check { reloads: u32 },
+}
+
 /// What the reader tasks tell the loop.
 enum Event {
     Line {
+        serial: u64,
         app: usize,
         id: u32,
         stream: Stream,
@@ -44,16 +69,31 @@ enum Event {
         serial: u64,
         msg: serde_json::Value,
     },
+    Ready {
+        serial: u64,
+        by: ReadyBy,
+    },
 }
 
 /// One slot with what the loop keeps beside its phase.
 struct SlotState {
     id: u32,
     pm_id: u32,
+    /// The slot's instance.
     phase: Phase,
     history: History,
-    /// hotrun's end of the running process's IPC channel.
-    ipc: Option<StdUnixStream>,
+    /// Instances of this slot being stopped: replaced ones, failed successors.
+    retiring: Vec<Phase>,
+    /// `hotrun restart`: start again once stopped.
+    restart_after_stop: bool,
+}
+
+/// The result of the last reload of an app.
+#[derive(Debug, Clone)]
+struct LastReload {
+    trigger: &'static str,
+    ok: bool,
+    at: chrono::DateTime<chrono::Local>,
 }
 
 struct AppState {
@@ -61,6 +101,13 @@ struct AppState {
     settings: Settings,
     slots: Vec<SlotState>,
     gave_up_said: bool,
+    /// The sockets every new instance gets: `listen`, then `port`, then ports learned
+    /// from the instances' own `listen()` calls.
+    ports: Vec<ListenAddr>,
+    rollout: Option<Rollout>,
+    queue: Queue<u64>,
+    reloads: u32,
+    last_reload: Option<LastReload>,
 }
 
 /// Whether hotrun is stopping.
@@ -71,13 +118,22 @@ enum Shutdown {
     Immediate,
 }
 
+/// A `hotrun reload` that waits: answered when every app it named has finished.
+struct PendingReply {
+    remaining: usize,
+    failures: Vec<String>,
+    reply: Option<oneshot::Sender<Response>>,
+}
+
 struct Supervisor {
     apps: Vec<AppState>,
     logs: LogSink,
     guard: Option<Guard>,
     events: mpsc::Sender<Event>,
-    /// serial -> (app, slot index).
-    serials: HashMap<u64, (usize, usize)>,
+    runtime: RuntimeDir,
+    listeners: Listeners,
+    /// serial -> the run's I/O and where it lives.
+    runs: HashMap<u64, RunIo>,
     /// pid -> serial, for the reaper's reports.
     pids: HashMap<i32, u64>,
     next_serial: u64,
@@ -87,11 +143,15 @@ struct Supervisor {
     ended_at: Option<Instant>,
     /// The exit code of the instance that failed last (for hotrun's own exit code).
     last_failure: Option<i32>,
+    replies: HashMap<u64, PendingReply>,
+    next_request: u64,
+    mode: Mode,
+    check: check::CheckState,
 }
 
-/// Runs the plan until every instance has ended (stopped by a signal, or nothing left to
-/// run). Returns hotrun's exit code.
-pub fn run(plan: Plan) -> i32 {
+/// Runs the plan until every instance has ended (stopped by a signal or `hotrun stop`, or
+/// nothing left to run). Returns hotrun's exit code.
+pub fn run(plan: Plan, mode: Mode) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,24 +162,44 @@ pub fn run(plan: Plan) -> i32 {
             return crate::exit::FAILURE;
         }
     };
-    rt.block_on(run_loop(plan))
+    rt.block_on(run_loop(plan, mode))
 }
 
-async fn run_loop(plan: Plan) -> i32 {
+async fn run_loop(plan: Plan, mode: Mode) -> i32 {
     reaper::become_subreaper();
     // Signal streams first: no exit and no stop request may be missed.
     let streams = (
         signal(SignalKind::child()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     );
-    let (mut sigchld, mut sigterm, mut sigint) = match streams {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+    let (mut sigchld, mut sigterm, mut sigint, mut sighup) = match streams {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
         _ => {
             logs::say("cannot install signal handlers");
             return crate::exit::FAILURE;
         }
     };
+    let runtime = match RuntimeDir::create(&plan.config) {
+        Ok(dir) => dir,
+        Err(e) => {
+            logs::say(&format!("cannot create hotrun's runtime folder: {e}"));
+            return crate::exit::FAILURE;
+        }
+    };
+    let socket_path = runtime.control_socket();
+    let control = match server::bind(&socket_path) {
+        Ok(l) => l,
+        Err(e) => {
+            logs::say(&format!("cannot open the control socket: {e}"));
+            return crate::exit::FAILURE;
+        }
+    };
+    let _socket_file = SocketFile(socket_path);
+    let (control_tx, mut control_rx) = mpsc::channel::<Incoming>(64);
+    tokio::spawn(server::serve(control, control_tx));
+
     let guard = match Guard::start() {
         Ok(g) => Some(g),
         Err(e) => {
@@ -130,7 +210,13 @@ async fn run_loop(plan: Plan) -> i32 {
         }
     };
     let (tx, mut rx) = mpsc::channel(1024);
-    let mut sup = Supervisor::new(plan, guard, tx);
+    let mut sup = match Supervisor::new(plan, guard, tx, runtime, mode) {
+        Ok(sup) => sup,
+        Err(msg) => {
+            logs::say(&msg);
+            return crate::exit::FAILURE;
+        }
+    };
     sup.tick(Instant::now());
 
     loop {
@@ -140,73 +226,115 @@ async fn run_loop(plan: Plan) -> i32 {
         let wake = sup.next_deadline(Instant::now());
         tokio::select! {
             Some(ev) = rx.recv() => sup.on_event(ev),
+            Some(incoming) = control_rx.recv() => sup.on_request(incoming.request, incoming.reply),
             _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
             _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM),
             _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT),
+            _ = sighup.recv() => sup.reload_all(rollout::Trigger::Signal),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         sup.tick(Instant::now());
     }
 }
 
+/// Where a run lives in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Current,
+    Successor,
+    Retiring(usize),
+}
+
 impl Supervisor {
-    fn new(plan: Plan, guard: Option<Guard>, events: mpsc::Sender<Event>) -> Supervisor {
+    fn new(
+        plan: Plan,
+        guard: Option<Guard>,
+        events: mpsc::Sender<Event>,
+        runtime: RuntimeDir,
+        mode: Mode,
+    ) -> Result<Supervisor, String> {
         let logs = LogSink::new(&plan);
         let now = Instant::now();
+        let mut listeners = Listeners::default();
         let mut pm_id = 0;
-        let apps = plan
-            .apps
-            .into_iter()
-            .map(|app| {
-                let slots = (0..app.instances)
-                    .map(|id| {
-                        pm_id += 1;
-                        SlotState {
-                            id,
-                            pm_id: pm_id - 1,
-                            phase: Phase::Pending { at: now },
-                            history: History::default(),
-                            ipc: None,
-                        }
-                    })
-                    .collect();
-                AppState {
-                    settings: Settings {
-                        policy: restart::Policy::of(&app),
-                        wait_ready: app.wait_ready,
-                        listen_timeout: app.listen_timeout,
-                        kill_timeout: app.kill_timeout,
-                        kill_signal: app.kill_signal,
-                    },
-                    plan: app,
-                    slots,
-                    gave_up_said: false,
-                }
-            })
-            .collect();
-        Supervisor {
+        let mut apps = Vec::with_capacity(plan.apps.len());
+        for app in plan.apps {
+            let ports = runs::declared_ports(&app);
+            for addr in &ports {
+                listeners.get_or_bind(*addr).map_err(|e| {
+                    format!(
+                        "{}: cannot listen on {addr}: {}",
+                        app.name,
+                        runs::bind_error(&e)
+                    )
+                })?;
+            }
+            let slots = (0..app.instances)
+                .map(|id| {
+                    pm_id += 1;
+                    SlotState {
+                        id,
+                        pm_id: pm_id - 1,
+                        phase: Phase::Pending { at: now },
+                        history: History::default(),
+                        retiring: Vec::new(),
+                        restart_after_stop: false,
+                    }
+                })
+                .collect();
+            apps.push(AppState {
+                settings: Settings {
+                    policy: restart::Policy::of(&app),
+                    wait_ready: app.wait_ready,
+                    expect_listen: runs::expects_listen(&app, &ports),
+                    listen_timeout: app.listen_timeout,
+                    kill_timeout: app.kill_timeout,
+                    kill_signal: app.kill_signal,
+                },
+                plan: app,
+                slots,
+                gave_up_said: false,
+                ports,
+                rollout: None,
+                queue: Queue::default(),
+                reloads: 0,
+                last_reload: None,
+            });
+        }
+        Ok(Supervisor {
             apps,
             logs,
             guard,
             events,
-            serials: HashMap::new(),
+            runtime,
+            listeners,
+            runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,
             open_pipes: 0,
             shutdown: Shutdown::Running,
             ended_at: None,
             last_failure: None,
-        }
+            replies: HashMap::new(),
+            next_request: 1,
+            mode,
+            check: check::CheckState::new(mode),
+        })
     }
 
-    /// The earliest instant any slot needs a tick (a minute away when none does).
+    /// The earliest instant anything needs a tick (a minute away when nothing does).
     fn next_deadline(&self, now: Instant) -> Instant {
         let mut wake = now + Duration::from_secs(60);
         for app in &self.apps {
             for slot in &app.slots {
-                if let Some(d) = slot.phase.deadline() {
-                    wake = wake.min(d);
+                for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
+                    if let Some(d) = phase.deadline() {
+                        wake = wake.min(d);
+                    }
                 }
+            }
+            if let Some(d) = app.rollout.as_ref().and_then(Rollout::deadline) {
+                wake = wake.min(d);
             }
         }
         if let Some(t) = self.ended_at {
@@ -215,7 +343,31 @@ impl Supervisor {
         wake
     }
 
-    /// Feeds one input to one slot and carries out the actions.
+    /// Where the run `serial` is.
+    fn locate(&self, serial: u64) -> Option<(usize, usize, Role)> {
+        let io = self.runs.get(&serial)?;
+        let (a, s) = (io.app, io.slot);
+        let app = &self.apps[a];
+        let slot = &app.slots[s];
+        let is = |p: &Phase| p.run().is_some_and(|r| r.serial == serial);
+        if is(&slot.phase) {
+            return Some((a, s, Role::Current));
+        }
+        if app
+            .rollout
+            .as_ref()
+            .and_then(Rollout::successor)
+            .is_some_and(|r| r.serial == serial)
+        {
+            return Some((a, s, Role::Successor));
+        }
+        slot.retiring
+            .iter()
+            .position(is)
+            .map(|i| (a, s, Role::Retiring(i)))
+    }
+
+    /// Feeds one input to the slot's instance and carries out the actions.
     fn apply(&mut self, a: usize, s: usize, input: Input, now: Instant) {
         let app = &mut self.apps[a];
         let slot = &mut app.slots[s];
@@ -224,60 +376,98 @@ impl Supervisor {
         let phase = std::mem::replace(&mut slot.phase, Phase::Stopped { exit: None });
         let (next, actions) = slot::step(phase, input, now, &app.settings, &mut slot.history);
         slot.phase = next;
-        let after = slot.phase.run().copied();
-        if let (Some(old), None) = (before, after) {
-            self.forget(old);
-            let slot = &mut self.apps[a].slots[s];
-            slot.ipc = None;
-        }
-        if let Phase::Errored { exit } | Phase::Stopped { exit: Some(exit) } =
-            &self.apps[a].slots[s].phase
-        {
-            if !was_final && *exit != Exit::Code(0) {
+        if let Phase::Errored { exit } | Phase::Stopped { exit: Some(exit) } = &slot.phase {
+            if !was_final && *exit != Exit::Code(0) && self.shutdown == Shutdown::Running {
                 self.last_failure = Some(exit.as_code());
             }
         }
+        if slot.restart_after_stop && matches!(slot.phase, Phase::Stopped { .. }) {
+            slot.restart_after_stop = false;
+            slot.history = History::default();
+            slot.phase = Phase::Pending { at: now };
+        }
         for action in actions {
-            self.act(a, s, action, before, now);
+            self.act(a, s, before, action, now);
+        }
+        let after = self.apps[a].slots[s].phase.run().copied();
+        if let Some(old) = before.filter(|b| Some(b.serial) != after.map(|r| r.serial)) {
+            self.forget(old);
         }
     }
 
-    fn act(&mut self, a: usize, s: usize, action: Action, ran: Option<Run>, now: Instant) {
-        let label = self.label(a, s);
+    /// Feeds one input to a retiring instance of the slot; drops it once it is gone.
+    fn apply_retiring(&mut self, a: usize, s: usize, i: usize, input: Input, now: Instant) {
+        let app = &mut self.apps[a];
+        let slot = &mut app.slots[s];
+        let phase = slot.retiring.remove(i);
+        let run = phase.run().copied();
+        let mut scratch = History::default();
+        let (next, actions) = slot::step(phase, input, now, &app.settings, &mut scratch);
+        let gone = next.is_final();
+        if !gone {
+            slot.retiring.insert(i, next);
+        }
+        for action in actions {
+            self.act(a, s, run, action, now);
+        }
+        if gone {
+            if let Some(run) = run {
+                self.forget(run);
+            }
+            self.retired(a, s, now);
+        }
+    }
+
+    fn act(&mut self, a: usize, s: usize, target: Option<Run>, action: Action, now: Instant) {
         match action {
-            Action::Spawn => self.spawn(a, s, now),
+            Action::Spawn => match self.spawn_run(a, s, now) {
+                Ok(run) => self.apply(a, s, Input::Spawned(run), now),
+                Err(_) => self.apply(a, s, Input::SpawnFailed, now),
+            },
             Action::AskToStop => {
-                let app = &self.apps[a];
-                let slot = &app.slots[s];
-                if let Some(run) = slot.phase.run() {
-                    if app.plan.shutdown_with_message {
-                        if let Some(ipc) = slot.ipc.as_ref() {
-                            let _ = (&*ipc).write_all(b"\"shutdown\"\n");
-                        }
-                    } else {
-                        group::signal(run.pid, app.settings.kill_signal);
-                    }
+                if let Some(run) = target {
+                    self.ask_to_stop(a, run);
                 }
             }
             Action::Kill => {
-                let pid = self.apps[a].slots[s]
-                    .phase
-                    .run()
-                    .or(ran.as_ref())
-                    .map(|r| r.pid);
-                if let Some(pid) = pid {
-                    group::signal(pid, Signal::SIGKILL);
+                if let Some(run) = target {
+                    group::signal(run.pid, Signal::SIGKILL);
                 }
             }
-            Action::Say(msg) => self.logs.say(&format!("{label} {msg}")),
+            Action::Say(msg) => {
+                let label = self.label(a, s);
+                self.logs.say(&format!("{label} {msg}"));
+                if msg.contains("still waiting") {
+                    self.check.not_ready(&self.apps[a].plan.name, &msg);
+                }
+                if msg.contains("sending SIGKILL") {
+                    self.check.unclean(&label);
+                }
+            }
             Action::GaveUp(msg) => {
+                let label = self.label(a, s);
                 let app = &mut self.apps[a];
                 if !app.gave_up_said {
                     app.gave_up_said = true;
                     self.logs.say(&format!("{label} {msg}"));
                 }
+                self.check.errored(&self.apps[a].plan.name);
             }
         }
+    }
+
+    /// `kill_signal` to the run's group, or the IPC message 'shutdown' when the app asks
+    /// for that (also during reloads, where PM2 forgets it).
+    fn ask_to_stop(&mut self, a: usize, run: Run) {
+        let app = &self.apps[a];
+        if app.plan.shutdown_with_message {
+            if let Some(io) = self.runs.get(&run.serial) {
+                if io.send_message(&serde_json::json!("shutdown")).is_ok() {
+                    return;
+                }
+            }
+        }
+        group::signal(run.pid, app.settings.kill_signal);
     }
 
     fn label(&self, a: usize, s: usize) -> String {
@@ -289,124 +479,37 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&mut self, a: usize, s: usize, now: Instant) {
-        let app = &self.apps[a];
-        let slot = &app.slots[s];
-        let req = SpawnRequest {
-            app: &app.plan,
-            id: slot.id,
-            pm_id: slot.pm_id,
-        };
-        match spawn(&req) {
-            Ok(child) => {
-                let serial = self.next_serial;
-                self.next_serial += 1;
-                let run = Run {
-                    pid: child.pid,
-                    serial,
-                    started: now,
-                };
-                if let Some(g) = self.guard.as_mut() {
-                    g.add(child.pid);
-                }
-                self.serials.insert(serial, (a, s));
-                self.pids.insert(child.pid, serial);
-                let id = slot.id;
-                self.read_pipe(a, id, Stream::Out, child.stdout.into());
-                self.read_pipe(a, id, Stream::Err, child.stderr.into());
-                let ipc_reader = child.ipc.try_clone().ok();
-                self.apps[a].slots[s].ipc = Some(child.ipc);
-                if let Some(r) = ipc_reader {
-                    self.read_ipc(serial, r);
-                }
-                self.apply(a, s, Input::Spawned(run), now);
-            }
-            Err(e) => {
-                let label = self.label(a, s);
-                let program = self.apps[a].plan.command.program.clone();
-                self.logs
-                    .say(&format!("{label} could not start: {program}: {e}"));
-                self.apply(a, s, Input::SpawnFailed, now);
-            }
-        }
-    }
-
-    fn read_pipe(&mut self, app: usize, id: u32, stream: Stream, fd: std::os::fd::OwnedFd) {
-        let rx = match pipe::Receiver::from_owned_fd(fd) {
-            Ok(rx) => rx,
-            Err(e) => {
-                self.logs
-                    .say(&format!("cannot read an instance's output: {e}"));
-                return;
-            }
-        };
-        self.open_pipes += 1;
-        let tx = self.events.clone();
-        tokio::spawn(async move {
-            reader::read_lines(rx, |text| {
-                let tx = tx.clone();
-                async move {
-                    tx.send(Event::Line {
-                        app,
-                        id,
-                        stream,
-                        text,
-                    })
-                    .await
-                    .is_ok()
-                }
-            })
-            .await;
-            let _ = tx.send(Event::PipeClosed).await;
-        });
-    }
-
-    fn read_ipc(&mut self, serial: u64, stream: StdUnixStream) {
-        if stream.set_nonblocking(true).is_err() {
-            return;
-        }
-        let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
-            return;
-        };
-        let tx = self.events.clone();
-        tokio::spawn(async move {
-            reader::read_lines(stream, |line| {
-                let tx = tx.clone();
-                async move {
-                    match serde_json::from_slice(&line) {
-                        Ok(msg) => tx.send(Event::Ipc { serial, msg }).await.is_ok(),
-                        Err(_) => true,
-                    }
-                }
-            })
-            .await;
-        });
-    }
-
-    fn forget(&mut self, run: Run) {
-        self.serials.remove(&run.serial);
-        self.pids.remove(&run.pid);
-        if let Some(g) = self.guard.as_mut() {
-            g.remove(run.pid);
-        }
-    }
-
     fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Line {
+                serial,
                 app,
                 id,
                 stream,
                 text,
-            } => self.logs.line(app, id, stream, &text),
-            Event::PipeClosed => self.open_pipes -= 1,
-            Event::Ipc { serial, msg } => {
-                if msg == serde_json::Value::String("ready".into()) {
-                    if let Some(&(a, s)) = self.serials.get(&serial) {
-                        self.apply(a, s, Input::ReadyMessage, Instant::now());
+            } => {
+                if stream == Stream::Err {
+                    if let Some(io) = self.runs.get_mut(&serial) {
+                        io.remember_stderr(&text);
                     }
                 }
+                self.logs.line(app, id, stream, &text);
             }
+            Event::PipeClosed => self.open_pipes -= 1,
+            Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
+            Event::Ready { serial, by } => self.on_ready(serial, by),
+        }
+    }
+
+    /// A readiness signal from the run `serial`.
+    fn on_ready(&mut self, serial: u64, by: ReadyBy) {
+        let now = Instant::now();
+        match self.locate(serial) {
+            Some((a, s, Role::Current)) => self.apply(a, s, Input::Ready(by), now),
+            Some((a, _, Role::Successor)) if by.counts(self.apps[a].settings.wait_ready) => {
+                self.rollout_input(a, rollout::Input::Ready(by), now)
+            }
+            _ => {}
         }
     }
 
@@ -417,26 +520,27 @@ impl Supervisor {
             let Some(&serial) = self.pids.get(&pid) else {
                 continue;
             };
-            if let Some(&(a, s)) = self.serials.get(&serial) {
-                self.apply(a, s, Input::Exited(exit), now);
+            match self.locate(serial) {
+                Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
+                Some((a, _, Role::Successor)) => {
+                    self.rollout_input(a, rollout::Input::Exited(exit), now)
+                }
+                Some((a, s, Role::Retiring(i))) => {
+                    self.apply_retiring(a, s, i, Input::Exited(exit), now)
+                }
+                None => {}
             }
         }
     }
 
     fn on_stop_signal(&mut self, sig: Signal) {
-        let now = Instant::now();
         match self.shutdown {
             Shutdown::Running => {
-                self.shutdown = Shutdown::Graceful;
                 self.logs.say(&format!(
                     "{} received: stopping every instance (again to kill at once)",
                     sig.as_str()
                 ));
-                for a in 0..self.apps.len() {
-                    for s in 0..self.apps[a].slots.len() {
-                        self.apply(a, s, Input::Stop, now);
-                    }
-                }
+                self.stop_all();
             }
             Shutdown::Graceful | Shutdown::Immediate => {
                 self.shutdown = Shutdown::Immediate;
@@ -444,10 +548,12 @@ impl Supervisor {
                     "{} received again: killing every instance",
                     sig.as_str()
                 ));
-                for a in 0..self.apps.len() {
-                    for s in 0..self.apps[a].slots.len() {
-                        if let Some(run) = self.apps[a].slots[s].phase.run() {
-                            group::signal(run.pid, Signal::SIGKILL);
+                for app in &self.apps {
+                    for slot in &app.slots {
+                        for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
+                            if let Some(run) = phase.run() {
+                                group::signal(run.pid, Signal::SIGKILL);
+                            }
                         }
                     }
                 }
@@ -455,32 +561,168 @@ impl Supervisor {
         }
     }
 
-    /// Gives every slot whose deadline has come a tick.
-    fn tick(&mut self, now: Instant) {
+    /// Graceful stop of everything (SIGTERM, SIGINT, `hotrun stop`, the end of a check).
+    fn stop_all(&mut self) {
+        if self.shutdown != Shutdown::Running {
+            return;
+        }
+        self.shutdown = Shutdown::Graceful;
+        let now = Instant::now();
         for a in 0..self.apps.len() {
+            self.abort_rollout(a, "hotrun is stopping", now);
             for s in 0..self.apps[a].slots.len() {
-                let phase = &self.apps[a].slots[s].phase;
-                let due = phase.deadline().is_some_and(|d| d <= now);
-                if due {
-                    let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
-                    self.apply(a, s, Input::Tick { group_alive }, now);
+                self.apps[a].slots[s].restart_after_stop = false;
+                self.apply(a, s, Input::Stop, now);
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let response = match request {
+            Request::Status => Response::status(self.status_json()),
+            Request::Stop => {
+                self.logs.say("stop requested: stopping every instance");
+                self.stop_all();
+                Response::ok("stopping")
+            }
+            Request::Reload { apps, wait } => match self.select_apps(&apps) {
+                Err(e) => Response::err(e),
+                Ok(selected) if wait => {
+                    let id = self.next_request;
+                    self.next_request += 1;
+                    self.replies.insert(
+                        id,
+                        PendingReply {
+                            remaining: selected.len(),
+                            failures: Vec::new(),
+                            reply: Some(reply),
+                        },
+                    );
+                    for a in selected {
+                        self.request_reload(a, rollout::Trigger::Command, Some(id));
+                    }
+                    return;
+                }
+                Ok(selected) => {
+                    for a in selected {
+                        self.request_reload(a, rollout::Trigger::Command, None);
+                    }
+                    Response::ok("reload requested")
+                }
+            },
+            Request::Restart { apps } => match self.select_apps(&apps) {
+                Err(e) => Response::err(e),
+                Ok(selected) => {
+                    self.restart_apps(&selected);
+                    Response::ok("restarting")
+                }
+            },
+            Request::Instance { token, event, .. } => {
+                if let Ok(serial) = token.parse::<u64>() {
+                    match event.as_str() {
+                        "ready" => self.on_ready(serial, ReadyBy::Message),
+                        "listening" => self.on_ready(serial, ReadyBy::Listen),
+                        _ => {}
+                    }
+                }
+                Response::ok("noted")
+            }
+        };
+        let _ = reply.send(response);
+    }
+
+    /// The app indexes named in a request (all when empty), or an error naming the unknown.
+    fn select_apps(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        if names.is_empty() {
+            return Ok((0..self.apps.len()).collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.apps
+                    .iter()
+                    .position(|a| &a.plan.name == n)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            self.apps.iter().map(|a| a.plan.name.as_str()).collect();
+                        format!("no app named {n} (apps: {})", known.join(", "))
+                    })
+            })
+            .collect()
+    }
+
+    /// `hotrun restart`: stop, then start (not zero-downtime, as in PM2).
+    fn restart_apps(&mut self, apps: &[usize]) {
+        let now = Instant::now();
+        for &a in apps {
+            self.logs.say(&format!(
+                "{}: restart requested: stop, then start",
+                self.apps[a].plan.name
+            ));
+            for s in 0..self.apps[a].slots.len() {
+                let slot = &mut self.apps[a].slots[s];
+                if slot.phase.is_final() {
+                    slot.history = History::default();
+                    slot.phase = Phase::Pending { at: now };
+                } else {
+                    slot.restart_after_stop = true;
+                    self.apply(a, s, Input::Stop, now);
                 }
             }
         }
     }
 
+    /// Gives everything whose deadline has come a tick.
+    fn tick(&mut self, now: Instant) {
+        for a in 0..self.apps.len() {
+            for s in 0..self.apps[a].slots.len() {
+                let phase = &self.apps[a].slots[s].phase;
+                if phase.deadline().is_some_and(|d| d <= now) {
+                    let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
+                    self.apply(a, s, Input::Tick { group_alive }, now);
+                }
+                let mut i = 0;
+                while i < self.apps[a].slots[s].retiring.len() {
+                    let phase = &self.apps[a].slots[s].retiring[i];
+                    let len = self.apps[a].slots[s].retiring.len();
+                    if phase.deadline().is_some_and(|d| d <= now) {
+                        let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
+                        self.apply_retiring(a, s, i, Input::Tick { group_alive }, now);
+                    }
+                    if self.apps[a].slots[s].retiring.len() == len {
+                        i += 1;
+                    }
+                }
+            }
+            if self.apps[a]
+                .rollout
+                .as_ref()
+                .and_then(Rollout::deadline)
+                .is_some_and(|d| d <= now)
+            {
+                self.rollout_input(a, rollout::Input::Tick, now);
+            }
+        }
+        self.drive_check(now);
+    }
+
     /// hotrun's exit code once every slot has ended and the output is drained.
     fn finished(&mut self, now: Instant) -> Option<i32> {
-        let all_final = self
-            .apps
-            .iter()
-            .all(|app| app.slots.iter().all(|s| s.phase.is_final()));
+        let all_final = self.apps.iter().all(|app| {
+            app.slots
+                .iter()
+                .all(|s| s.phase.is_final() && s.retiring.is_empty())
+                && app.rollout.is_none()
+        });
         if !all_final {
             return None;
         }
         let ended = *self.ended_at.get_or_insert(now);
         if self.open_pipes > 0 && now < ended + DRAIN_GRACE {
             return None;
+        }
+        if let Mode::Check { .. } = self.mode {
+            return Some(self.check_report());
         }
         let code = match self.shutdown {
             Shutdown::Running => {
@@ -493,5 +735,51 @@ impl Supervisor {
             }
         };
         Some(code)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::plan::{AppPlan, Command, ExecMode, LogPlan};
+
+    /// A plain one-instance app, for tests to adjust.
+    pub fn app() -> AppPlan {
+        AppPlan {
+            name: "app".into(),
+            script: "/srv/app.js".into(),
+            args: vec![],
+            cwd: "/srv".into(),
+            interpreter: Some("node".into()),
+            interpreter_args: vec![],
+            command: Command {
+                program: "node".into(),
+                args: vec!["/srv/app.js".into()],
+            },
+            instances: 1,
+            exec_mode: ExecMode::Fork,
+            wait_ready: false,
+            listen_timeout: Duration::from_millis(3000),
+            kill_timeout: Duration::from_millis(1600),
+            kill_signal: nix::sys::signal::Signal::SIGINT,
+            shutdown_with_message: false,
+            max_memory_restart: None,
+            autorestart: true,
+            max_restarts: 16,
+            min_uptime: Duration::from_millis(1000),
+            restart_delay: Duration::ZERO,
+            exp_backoff_restart_delay: None,
+            stop_exit_codes: vec![],
+            watch: vec![],
+            ignore_watch: vec![],
+            watch_delay: Duration::ZERO,
+            env: BTreeMap::new(),
+            instance_var: "NODE_APP_INSTANCE".into(),
+            port: None,
+            listen: vec![],
+            logs: LogPlan::default(),
+        }
     }
 }

@@ -13,17 +13,34 @@ use crate::process::reaper::Exit;
 /// How an instance showed it was ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyBy {
-    /// `process.send('ready')` on the IPC channel (`wait_ready: true`).
+    /// `process.send('ready')` (`wait_ready: true`).
     Message,
-    /// It stayed up `min_uptime` (no readiness signal configured).
+    /// `READY=1` on `NOTIFY_SOCKET` (systemd's protocol).
+    Notify,
+    /// It listens on its shared port (reported by hotrun's preload module).
+    Listen,
+    /// It stayed up `min_uptime` (no signal expected from it).
     Uptime,
 }
 
 impl ReadyBy {
     pub fn as_str(self) -> &'static str {
         match self {
-            ReadyBy::Message => "ready message",
+            ReadyBy::Message => "message",
+            ReadyBy::Notify => "notify",
+            ReadyBy::Listen => "listen",
             ReadyBy::Uptime => "uptime",
+        }
+    }
+
+    /// Whether this signal counts: with `wait_ready` only the ready message or READY=1;
+    /// without it, listening or READY=1.
+    pub fn counts(self, wait_ready: bool) -> bool {
+        match self {
+            ReadyBy::Notify => true,
+            ReadyBy::Message => wait_ready,
+            ReadyBy::Listen => !wait_ready,
+            ReadyBy::Uptime => false,
         }
     }
 }
@@ -72,8 +89,8 @@ pub enum Input {
     Spawned(Run),
     /// The process could not be started at all (e.g. the interpreter is missing).
     SpawnFailed,
-    /// The instance sent `ready`.
-    ReadyMessage,
+    /// The instance gave a readiness signal.
+    Ready(ReadyBy),
     /// The slot's process (the group leader) exited.
     Exited(Exit),
     /// Stop gracefully (hotrun is stopping).
@@ -103,9 +120,18 @@ pub enum Action {
 pub struct Settings {
     pub policy: Policy,
     pub wait_ready: bool,
+    /// A listening report is expected (the app listens on a port hotrun shares).
+    pub expect_listen: bool,
     pub listen_timeout: Duration,
     pub kill_timeout: Duration,
     pub kill_signal: Signal,
+}
+
+impl Settings {
+    /// Readiness comes from a signal (not from uptime).
+    pub fn waits_for_signal(&self) -> bool {
+        self.wait_ready || self.expect_listen
+    }
 }
 
 /// How often a stopping group is checked once its leader is gone or killed (PM2's
@@ -172,7 +198,7 @@ pub fn step(
     match (phase, input) {
         (Pending { at }, Input::Tick { .. }) if now >= at => (Pending { at }, vec![Spawn]),
         (Pending { .. }, Input::Spawned(run)) => {
-            let deadline = if settings.wait_ready {
+            let deadline = if settings.waits_for_signal() {
                 now + settings.listen_timeout
             } else {
                 now + settings.policy.min_uptime
@@ -190,13 +216,9 @@ pub fn step(
         }
         (Pending { .. }, Input::Stop) => (Stopped { exit: None }, vec![]),
 
-        (Starting { run, .. }, Input::ReadyMessage) if settings.wait_ready => (
-            Online {
-                run,
-                ready_by: ReadyBy::Message,
-            },
-            vec![],
-        ),
+        (Starting { run, .. }, Input::Ready(by)) if by.counts(settings.wait_ready) => {
+            (Online { run, ready_by: by }, vec![])
+        }
         (
             Starting {
                 run,
@@ -204,9 +226,14 @@ pub fn step(
             },
             Input::Tick { .. },
         ) if now >= d => {
-            if settings.wait_ready {
+            if settings.waits_for_signal() {
+                let what = if settings.wait_ready {
+                    "no ready message"
+                } else {
+                    "not listening"
+                };
                 let msg = format!(
-                    "no ready message after {} ms (wait_ready); still waiting",
+                    "{what} after {} ms (listen_timeout); still waiting",
                     settings.listen_timeout.as_millis()
                 );
                 (
@@ -269,12 +296,8 @@ pub fn step(
             },
             vec![],
         ),
-        (
-            Stopping {
-                exit: Some(exit), ..
-            },
-            Input::Tick { group_alive: false },
-        ) => (Stopped { exit: Some(exit) }, vec![]),
+        // The group is empty: its leader is reaped too (a zombie still counts as a member).
+        (Stopping { exit, .. }, Input::Tick { group_alive: false }) => (Stopped { exit }, vec![]),
         (
             Stopping {
                 run,
@@ -381,6 +404,7 @@ mod tests {
                 stop_exit_codes: vec![],
             },
             wait_ready,
+            expect_listen: false,
             listen_timeout: ms(3000),
             kill_timeout: ms(1600),
             kill_signal: Signal::SIGINT,
@@ -456,7 +480,7 @@ mod tests {
                     run,
                     deadline: Some(t0 + ms(3000)),
                 },
-                input: |_, _| Input::ReadyMessage,
+                input: |_, _| Input::Ready(ReadyBy::Message),
                 at: 200,
                 want: |_, run| Phase::Online {
                     run,
@@ -471,11 +495,56 @@ mod tests {
                     run,
                     deadline: Some(t0 + ms(1000)),
                 },
-                input: |_, _| Input::ReadyMessage,
+                input: |_, _| Input::Ready(ReadyBy::Message),
                 at: 200,
                 want: |t0, run| Phase::Starting {
                     run,
                     deadline: Some(t0 + ms(1000)),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "READY=1 counts without wait_ready",
+                wait_ready: false,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(1000)),
+                },
+                input: |_, _| Input::Ready(ReadyBy::Notify),
+                at: 200,
+                want: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Notify,
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "listening counts without wait_ready",
+                wait_ready: false,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(1000)),
+                },
+                input: |_, _| Input::Ready(ReadyBy::Listen),
+                at: 200,
+                want: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Listen,
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "listening does not count with wait_ready",
+                wait_ready: true,
+                phase: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(3000)),
+                },
+                input: |_, _| Input::Ready(ReadyBy::Listen),
+                at: 200,
+                want: |t0, run| Phase::Starting {
+                    run,
+                    deadline: Some(t0 + ms(3000)),
                 },
                 actions: vec![],
             },
@@ -508,7 +577,7 @@ mod tests {
                     deadline: None,
                 },
                 actions: vec![Action::Say(
-                    "no ready message after 3000 ms (wait_ready); still waiting".into(),
+                    "no ready message after 3000 ms (listen_timeout); still waiting".into(),
                 )],
             },
             Case {

@@ -1,0 +1,217 @@
+//! What each command does, between the command line and the library: load the plan and
+//! run it, or talk to the running hotrun through its control socket.
+
+use serde_json::Value;
+
+use crate::cli::Global;
+use crate::config::{self, LoadOptions};
+use crate::control::client;
+use crate::control::protocol::Request;
+use crate::supervisor::{self, Mode};
+use crate::{exit, logs};
+
+fn options(global: &Global) -> Result<LoadOptions, i32> {
+    let cwd = std::env::current_dir().map_err(|e| {
+        logs::say(&format!("cannot read the current directory: {e}"));
+        exit::CONFIG_NOT_FOUND
+    })?;
+    Ok(LoadOptions {
+        config: global.config.clone(),
+        profile: global.env.clone(),
+        only: global.only.clone(),
+        cwd,
+    })
+}
+
+/// Loads the plan, printing notes and warnings; on error prints it and gives the exit code.
+fn load(global: &Global) -> Result<config::Loaded, i32> {
+    let opts = options(global)?;
+    match config::load(&opts) {
+        Ok(loaded) => {
+            for note in &loaded.notes {
+                logs::say(note);
+            }
+            for warning in &loaded.warnings {
+                logs::say(&format!("warning: {warning}"));
+            }
+            Ok(loaded)
+        }
+        Err(e) => {
+            logs::say(&e.to_string());
+            Err(e.exit_code())
+        }
+    }
+}
+
+/// `hotrun config`.
+pub fn show_config(global: &Global, json: bool) -> i32 {
+    let loaded = match load(global) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if json {
+        let text =
+            serde_json::to_string_pretty(&loaded.plan.to_json()).expect("a plan always serializes");
+        println!("{text}");
+    } else {
+        println!("{}", config::render_human(&loaded.plan).trim_end());
+    }
+    exit::OK
+}
+
+/// `hotrun`, `hotrun run`, `hotrun check`.
+pub fn run(global: &Global, mode: Mode) -> i32 {
+    match load(global) {
+        Ok(loaded) => supervisor::run(loaded.plan, mode),
+        Err(code) => code,
+    }
+}
+
+/// Sends a request to the hotrun that runs the ecosystem file the flags name.
+fn ask(global: &Global, request: Request) -> Result<client::Reply, i32> {
+    let opts = options(global)?;
+    let (path, _, _) = config::find(&opts).map_err(|e| {
+        logs::say(&e.to_string());
+        e.exit_code()
+    })?;
+    client::send(&path, &request).map_err(|e| {
+        logs::say(&e.to_string());
+        exit::FAILURE
+    })
+}
+
+/// Apps named on the command line, plus `--only`.
+fn apps(global: &Global, apps: &[String]) -> Vec<String> {
+    apps.iter().chain(&global.only).cloned().collect()
+}
+
+/// `hotrun reload`, `restart`, `stop`: print the answer; 0 when it is ok.
+pub fn control(global: &Global, request: Request) -> i32 {
+    match ask(global, request) {
+        Err(code) => code,
+        Ok(reply) if reply.ok => {
+            if let Some(m) = reply.message {
+                println!("{m}");
+            }
+            exit::OK
+        }
+        Ok(reply) => {
+            for line in reply.error.unwrap_or_default().lines() {
+                logs::say(line);
+            }
+            exit::FAILURE
+        }
+    }
+}
+
+pub fn reload(global: &Global, names: &[String], no_wait: bool) -> i32 {
+    let request = Request::Reload {
+        apps: apps(global, names),
+        wait: !no_wait,
+    };
+    control(global, request)
+}
+
+pub fn restart(global: &Global, names: &[String]) -> i32 {
+    let request = Request::Restart {
+        apps: apps(global, names),
+    };
+    control(global, request)
+}
+
+/// `hotrun status [--json]`.
+pub fn status(global: &Global, json: bool) -> i32 {
+    let reply = match ask(global, Request::Status) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(status) = reply.status else {
+        logs::say(
+            &reply
+                .error
+                .unwrap_or_else(|| "no status in the answer".into()),
+        );
+        return exit::FAILURE;
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status).expect("json"));
+    } else {
+        print!("{}", status_table(&status));
+    }
+    exit::OK
+}
+
+/// A table like `pm2 ls`.
+pub fn status_table(status: &Value) -> String {
+    let mut rows = vec![[
+        "app", "id", "pid", "state", "ready by", "uptime", "restarts", "memory",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let empty = vec![];
+    for app in status["apps"].as_array().unwrap_or(&empty) {
+        let name = app["name"].as_str().unwrap_or("?");
+        for inst in app["instances"].as_array().unwrap_or(&empty) {
+            let text = |v: &Value| {
+                v.as_str()
+                    .map(String::from)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            };
+            rows.push(vec![
+                name.to_string(),
+                text(&inst["id"]).unwrap_or_default(),
+                text(&inst["pid"]).unwrap_or_else(|| "-".into()),
+                text(&inst["state"]).unwrap_or_default(),
+                text(&inst["ready_by"]).unwrap_or_else(|| "-".into()),
+                inst["uptime_ms"]
+                    .as_u64()
+                    .map_or("-".into(), human_duration),
+                text(&inst["restarts"]).unwrap_or_default(),
+                inst["memory_bytes"]
+                    .as_u64()
+                    .map_or("-".into(), human_bytes),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    for app in status["apps"].as_array().unwrap_or(&empty) {
+        let reloads = app["reloads"].as_u64().unwrap_or(0);
+        let last = &app["last_reload"];
+        if !last.is_null() {
+            out.push_str(&format!(
+                "{}: {reloads} reload(s); last: {} by {} at {}\n",
+                app["name"].as_str().unwrap_or("?"),
+                last["result"].as_str().unwrap_or("?"),
+                last["trigger"].as_str().unwrap_or("?"),
+                last["at"].as_str().unwrap_or("?"),
+            ));
+        }
+    }
+    out
+}
+
+fn human_duration(ms: u64) -> String {
+    match ms / 1000 {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const MB: f64 = 1024.0 * 1024.0;
+    format!("{:.1} MB", b as f64 / MB)
+}

@@ -1,0 +1,38 @@
+//! The client's side: send one request to the hotrun running an ecosystem file, read the
+//! reply. Used by `hotrun reload|restart|stop|status`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use super::protocol::{Request, Response};
+use crate::runtime_dir::RuntimeDir;
+
+/// Why no reply came.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("hotrun is not running for {config} (no control socket at {socket})")]
+    NotRunning { config: String, socket: String },
+    #[error("lost the connection to hotrun: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("hotrun answered something unexpected: {0}")]
+    Garbled(String),
+}
+
+/// The answer to a request.
+pub type Reply = Response;
+
+/// Sends `request` to the hotrun that runs `config` and waits for its reply.
+pub fn send(config: &Path, request: &Request) -> Result<Response, ClientError> {
+    let socket = RuntimeDir::of(config).control_socket();
+    let mut stream = UnixStream::connect(&socket).map_err(|_| ClientError::NotRunning {
+        config: config.display().to_string(),
+        socket: socket.display().to_string(),
+    })?;
+    let mut line = serde_json::to_vec(request).expect("a request serializes");
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    serde_json::from_str(&answer).map_err(|_| ClientError::Garbled(answer.trim().to_string()))
+}

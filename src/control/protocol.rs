@@ -1,0 +1,119 @@
+//! The control socket's protocol: one JSON request per line from the client, one JSON
+//! response per line back. Shared by the server (in the runner) and the client (the
+//! `hotrun reload|restart|stop|status` commands), so the two cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The longest request line accepted.
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Apps, instances, pids, states.
+    Status,
+    /// A rolling reload of these apps (all when empty); with `wait`, answered when done.
+    Reload {
+        #[serde(default)]
+        apps: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    /// Stop, then start these apps (all when empty): not zero-downtime, as in PM2.
+    Restart {
+        #[serde(default)]
+        apps: Vec<String>,
+    },
+    /// Stop every instance gracefully and exit.
+    Stop,
+    /// From hotrun's preload module in an instance's process that has no IPC channel.
+    Instance {
+        token: String,
+        event: String,
+        #[serde(default)]
+        port: Option<u16>,
+    },
+}
+
+/// A response: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+
+impl Response {
+    pub fn ok(message: impl Into<String>) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            message: Some(message.into()),
+            status: None,
+        }
+    }
+
+    pub fn err(error: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(error.into()),
+            message: None,
+            status: None,
+        }
+    }
+
+    pub fn status(status: Value) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            message: None,
+            status: Some(status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_unknown_ones_are_refused() {
+        let table = [
+            (r#"{"cmd":"status"}"#, Some(Request::Status)),
+            (
+                r#"{"cmd":"reload","apps":["web"],"wait":true}"#,
+                Some(Request::Reload {
+                    apps: vec!["web".into()],
+                    wait: true,
+                }),
+            ),
+            (
+                r#"{"cmd":"reload"}"#,
+                Some(Request::Reload {
+                    apps: vec![],
+                    wait: false,
+                }),
+            ),
+            (r#"{"cmd":"stop"}"#, Some(Request::Stop)),
+            (
+                r#"{"cmd":"instance","token":"4","event":"ready"}"#,
+                Some(Request::Instance {
+                    token: "4".into(),
+                    event: "ready".into(),
+                    port: None,
+                }),
+            ),
+            (r#"{"cmd":"explode"}"#, None),
+            (r#"{"cmd":"reload","bogus":1}"#, None),
+            ("not json", None),
+        ];
+        for (line, want) in table {
+            assert_eq!(serde_json::from_str::<Request>(line).ok(), want, "{line}");
+        }
+    }
+}

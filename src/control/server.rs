@@ -1,0 +1,121 @@
+//! The runner's side of the control socket. Each connection is served by a small task
+//! that reads one request line (bounded in size and time), checks that the peer is the
+//! same user, hands the request to the event loop with a reply channel, and writes the
+//! reply. A bad client gets an error line or is dropped; the runner is never harmed.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{Request, Response, MAX_LINE};
+
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request for the event loop, with where to send the reply.
+pub struct Incoming {
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Binds the control socket at `path`. A socket left by a hotrun that is gone is removed;
+/// one a live hotrun answers on is an error.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "another hotrun is already running this ecosystem file (control socket {})",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accepts connections until the listener fails; requests go to `tx`.
+pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
+    let uid = nix::unistd::getuid().as_raw();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let same_user = stream.peer_cred().map(|c| c.uid() == uid).unwrap_or(false);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = handle(stream, same_user, tx).await;
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    if !same_user {
+        return reply(
+            &mut write,
+            Response::err("refused: the control socket serves its own user only"),
+        )
+        .await;
+    }
+    let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
+    let mut line = Vec::new();
+    match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => return reply(&mut write, Response::err("no request within 10 s")).await,
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) => {}
+    }
+    if line.len() > MAX_LINE {
+        return reply(
+            &mut write,
+            Response::err(format!("request longer than {MAX_LINE} bytes")),
+        )
+        .await;
+    }
+    let request = match serde_json::from_slice::<Request>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply(&mut write, Response::err(format!("not a request: {e}"))).await;
+        }
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if tx
+        .send(Incoming {
+            request,
+            reply: reply_tx,
+        })
+        .await
+        .is_err()
+    {
+        return reply(&mut write, Response::err("hotrun is stopping")).await;
+    }
+    let response = reply_rx
+        .await
+        .unwrap_or_else(|_| Response::err("hotrun stopped before answering"));
+    reply(&mut write, response).await
+}
+
+async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: Response) -> io::Result<()> {
+    let mut line = serde_json::to_vec(&response).expect("a response serializes");
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    write.shutdown().await
+}
+
+/// Removes the socket file when the runner ends.
+pub struct SocketFile(pub PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,262 @@
+//! Driving rolling reloads: requests go through each app's queue (one reload in flight,
+//! the rest folded into one more), the pure `rollout::step` decides, and this file
+//! carries out its actions on real processes and answers whoever waits.
+
+use std::time::Instant;
+
+use super::rollout::{self, Action, Input, Readiness, Rollout, Step, Trigger};
+use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
+use super::{LastReload, Supervisor};
+use crate::control::protocol::Response;
+use crate::process::group;
+use nix::sys::signal::Signal;
+
+impl Supervisor {
+    /// SIGHUP: every app.
+    pub(super) fn reload_all(&mut self, trigger: Trigger) {
+        for a in 0..self.apps.len() {
+            self.request_reload(a, trigger.clone(), None);
+        }
+    }
+
+    /// A reload request for app `a`; `waiter` is a pending `hotrun reload` to answer.
+    pub(super) fn request_reload(&mut self, a: usize, trigger: Trigger, waiter: Option<u64>) {
+        if self.shutdown != super::Shutdown::Running {
+            if let Some(id) = waiter {
+                self.answer(
+                    id,
+                    Some(format!("{}: hotrun is stopping", self.apps[a].plan.name)),
+                );
+            }
+            return;
+        }
+        let app = &mut self.apps[a];
+        match app.queue.request(trigger, waiter) {
+            Some(trigger) => self.begin_rollout(a, trigger),
+            None => {
+                let name = app.plan.name.clone();
+                self.logs.say(&format!(
+                    "{name}: reload requested during a reload; one more will follow"
+                ));
+            }
+        }
+    }
+
+    fn begin_rollout(&mut self, a: usize, trigger: Trigger) {
+        let now = Instant::now();
+        let app = &mut self.apps[a];
+        let name = app.plan.name.clone();
+        self.logs.say(&format!(
+            "{name}: rolling reload ({}), {} instance(s), one at a time",
+            trigger.as_str(),
+            app.slots.len()
+        ));
+        let (rollout, actions) = Rollout::begin(trigger, app.slots.len(), now);
+        app.rollout = Some(rollout);
+        self.rollout_actions(a, actions, now);
+    }
+
+    fn readiness(&self, a: usize) -> Readiness {
+        let settings = &self.apps[a].settings;
+        Readiness {
+            listen_timeout: settings.listen_timeout,
+            uptime: (!settings.waits_for_signal()).then_some(settings.policy.min_uptime),
+        }
+    }
+
+    /// Feeds one input to app `a`'s rollout.
+    pub(super) fn rollout_input(&mut self, a: usize, input: Input, now: Instant) {
+        let Some(r) = self.apps[a].rollout.take() else {
+            return;
+        };
+        let readiness = self.readiness(a);
+        let (next, actions) = rollout::step(r, input, now, readiness);
+        self.apps[a].rollout = next;
+        self.rollout_actions(a, actions, now);
+    }
+
+    fn rollout_actions(&mut self, a: usize, actions: Vec<Action>, now: Instant) {
+        for action in actions {
+            match action {
+                Action::Spawn { slot } => {
+                    let input = match self.spawn_run(a, slot, now) {
+                        Ok(run) => Input::Spawned(run),
+                        Err(e) => Input::SpawnFailed(e),
+                    };
+                    self.rollout_input(a, input, now);
+                }
+                Action::Promote { slot, run, by } => self.promote(a, slot, run, by, now),
+                Action::KillSuccessor { run } => self.kill_successor(a, run, now),
+                Action::Done => self.rollout_done(a, None, now),
+                Action::Failed { slot, reason } => {
+                    self.rollout_done(a, Some((slot, reason)), now);
+                }
+            }
+        }
+    }
+
+    /// The successor takes the slot; the old instance is asked to stop and retires.
+    fn promote(&mut self, a: usize, s: usize, run: Run, by: ReadyBy, now: Instant) {
+        let label = self.label(a, s);
+        let slot = &mut self.apps[a].slots[s];
+        let old = std::mem::replace(&mut slot.phase, Phase::Online { run, ready_by: by });
+        slot.history = Default::default();
+        let took = now.saturating_duration_since(run.started).as_millis();
+        let total = self.apps[a].slots.len();
+        let old_pid = old.run().map_or("none".to_string(), |r| r.pid.to_string());
+        self.logs.say(&format!(
+            "{label} reload {}/{total}: new pid {} ready ({}) in {took} ms; stopping old pid {old_pid}",
+            s + 1,
+            run.pid,
+            by.as_str()
+        ));
+        match old.run().copied() {
+            Some(old_run) => {
+                let app = &mut self.apps[a];
+                let mut scratch = Default::default();
+                let (stopping, actions) =
+                    super::slot::step(old, SlotInput::Stop, now, &app.settings, &mut scratch);
+                app.slots[s].retiring.push(stopping);
+                for action in actions {
+                    self.act(a, s, Some(old_run), action, now);
+                }
+            }
+            None => self.rollout_input(a, Input::OldGone, now),
+        }
+    }
+
+    /// A retiring instance of slot `s` is gone; the rollout goes on once none is left.
+    pub(super) fn retired(&mut self, a: usize, s: usize, now: Instant) {
+        let draining = self.apps[a]
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.slot == s && r.step == Step::Draining);
+        if draining && self.apps[a].slots[s].retiring.is_empty() {
+            self.rollout_input(a, Input::OldGone, now);
+        }
+    }
+
+    /// A successor that failed: SIGKILL to its group; it retires until its group is gone.
+    fn kill_successor(&mut self, a: usize, run: Run, now: Instant) {
+        group::signal(run.pid, Signal::SIGKILL);
+        let kill_at = now;
+        self.apps[a].slots[self.runs.get(&run.serial).map_or(0, |io| io.slot)]
+            .retiring
+            .push(Phase::Stopping {
+                run,
+                kill_at,
+                killed: true,
+                exit: None,
+                poll_at: Some(now),
+            });
+    }
+
+    /// Stops a rollout in flight (hotrun is stopping): its successor is stopped too.
+    pub(super) fn abort_rollout(&mut self, a: usize, why: &str, now: Instant) {
+        let Some(r) = self.apps[a].rollout.take() else {
+            return;
+        };
+        if let Some(run) = r.successor().copied() {
+            let s = r.slot;
+            let app = &mut self.apps[a];
+            let mut scratch = Default::default();
+            let starting = Phase::Starting {
+                run,
+                deadline: None,
+            };
+            let (stopping, actions) =
+                super::slot::step(starting, SlotInput::Stop, now, &app.settings, &mut scratch);
+            app.slots[s].retiring.push(stopping);
+            for action in actions {
+                self.act(a, s, Some(run), action, now);
+            }
+        }
+        let (waiters, _) = self.apps[a].queue.finish();
+        let (more, _) = self.apps[a].queue.finish();
+        let name = self.apps[a].plan.name.clone();
+        for id in waiters.into_iter().chain(more) {
+            self.answer(id, Some(format!("{name}: {why}")));
+        }
+    }
+
+    /// The rollout ended, well or not: record it, answer its waiters, start the next one.
+    fn rollout_done(&mut self, a: usize, failure: Option<(usize, String)>, now: Instant) {
+        let app = &mut self.apps[a];
+        let name = app.plan.name.clone();
+        let trigger = app
+            .rollout
+            .take()
+            .map(|r| r.trigger)
+            .or_else(|| app.queue.current.as_ref().map(|_| Trigger::Command));
+        let error = match &failure {
+            None => {
+                app.reloads += 1;
+                self.logs
+                    .say(&format!("{name}: reload done, every instance replaced"));
+                None
+            }
+            Some((slot, reason)) => {
+                let label = self.label(a, *slot);
+                let tail = self.failed_successor_tail(a);
+                let mut msg =
+                    format!("{label} reload failed: {reason}; the old instances keep serving");
+                if !tail.is_empty() {
+                    msg.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
+                }
+                self.logs.say(&msg);
+                Some(msg)
+            }
+        };
+        let app = &mut self.apps[a];
+        app.last_reload = Some(LastReload {
+            trigger: trigger.as_ref().map_or("hotrun reload", Trigger::as_str),
+            ok: failure.is_none(),
+            at: chrono::Local::now(),
+        });
+        let (waiters, next) = app.queue.finish();
+        for id in waiters {
+            self.answer(id, error.clone());
+        }
+        self.check.reload_done(&name, error.clone());
+        if let Some(trigger) = next {
+            if self.shutdown == super::Shutdown::Running {
+                self.begin_rollout(a, trigger);
+            } else {
+                self.abort_rollout(a, "hotrun is stopping", now);
+            }
+        }
+    }
+
+    /// The last stderr lines of the successor that just failed (it sits in `retiring`).
+    fn failed_successor_tail(&self, a: usize) -> Vec<String> {
+        self.apps[a]
+            .slots
+            .iter()
+            .flat_map(|s| s.retiring.iter())
+            .filter_map(|p| p.run())
+            .max_by_key(|r| r.serial)
+            .and_then(|r| self.runs.get(&r.serial))
+            .map(|io| io.stderr_tail())
+            .unwrap_or_default()
+    }
+
+    /// One app of a waiting `hotrun reload` is done; the reply goes once all are.
+    pub(super) fn answer(&mut self, id: u64, failure: Option<String>) {
+        let Some(pending) = self.replies.get_mut(&id) else {
+            return;
+        };
+        pending.remaining = pending.remaining.saturating_sub(1);
+        pending.failures.extend(failure);
+        if pending.remaining == 0 {
+            let pending = self.replies.remove(&id).expect("present");
+            let response = if pending.failures.is_empty() {
+                Response::ok("reload done")
+            } else {
+                Response::err(pending.failures.join("\n"))
+            };
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(response);
+            }
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Runs: starting one process for a slot with everything hotrun hands it (shared sockets,
+//! IPC channel, NOTIFY_SOCKET, the preload module), reading what it says (output lines,
+//! IPC messages, notify datagrams), and forgetting it when it is gone.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use tokio::net::unix::pipe;
+use tokio::net::UnixDatagram;
+use tokio::task::JoinHandle;
+
+use super::slot::{ReadyBy, Run};
+use super::{Event, Supervisor};
+use crate::logs::{reader, Stream};
+use crate::plan::AppPlan;
+use crate::process::spawn::{spawn, SpawnRequest, FIRST_FD};
+use crate::sockets::{handle, ListenAddr};
+
+/// How many of its last stderr lines a run keeps, for the reason of a failed reload.
+const STDERR_TAIL: usize = 5;
+
+/// What the loop keeps about one run besides its phase.
+pub(super) struct RunIo {
+    pub app: usize,
+    pub slot: usize,
+    /// hotrun's end of the IPC channel (for messages and socket handles).
+    ipc: StdUnixStream,
+    notify: Option<(PathBuf, JoinHandle<()>)>,
+    stderr_tail: VecDeque<String>,
+}
+
+impl RunIo {
+    pub fn send_message(&self, msg: &Value) -> io::Result<()> {
+        handle::send_message(&self.ipc, msg)
+    }
+
+    pub fn remember_stderr(&mut self, line: &[u8]) {
+        if self.stderr_tail.len() == STDERR_TAIL {
+            self.stderr_tail.pop_front();
+        }
+        self.stderr_tail
+            .push_back(String::from_utf8_lossy(line).into_owned());
+    }
+
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.stderr_tail.iter().cloned().collect()
+    }
+}
+
+/// Programs whose processes are Node and run hotrun's preload module: only for them does
+/// hotrun bind a `port` itself (anything else binds it on its own, as under PM2).
+const NODE_LAUNCHERS: &[&str] = &["node", "npm", "npx", "yarn", "pnpm", "next", "nuxt", "nest"];
+
+fn node_like(app: &AppPlan) -> bool {
+    let base = |s: &str| {
+        Path::new(s)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if app.interpreter.as_deref().map(base).as_deref() == Some("node") {
+        return true;
+    }
+    let program =
+        if app.command.program == "sh" && app.command.args.first().is_some_and(|a| a == "-c") {
+            app.command
+                .args
+                .get(1)
+                .and_then(|c| c.split_whitespace().next())
+                .unwrap_or("")
+        } else {
+            app.command.program.as_str()
+        };
+    NODE_LAUNCHERS.contains(&base(program).as_str())
+}
+
+/// The sockets bound before the first start: `listen`, then `port` for Node apps.
+pub(super) fn declared_ports(app: &AppPlan) -> Vec<ListenAddr> {
+    let mut ports = app.listen.clone();
+    if let Some(port) = app.port.filter(|_| node_like(app)) {
+        let addr = ListenAddr { host: None, port };
+        if !ports.contains(&addr) {
+            ports.push(addr);
+        }
+    }
+    ports
+}
+
+/// Whether the app's instances will report that they listen (Node apps on a port hotrun
+/// shares); other apps are ready after `min_uptime` unless they send READY=1.
+pub(super) fn expects_listen(app: &AppPlan, ports: &[ListenAddr]) -> bool {
+    node_like(app) && ports.iter().any(|p| !app.listen.contains(p))
+}
+
+/// A bind error in the user's words.
+pub(super) fn bind_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "the port is already in use by another process".into(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// `{"host": null|"127.0.0.1", "port": 8888, "fd": 3}` for each shared socket.
+fn listen_fds_json(ports: &[ListenAddr]) -> String {
+    let entries: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "host": p.host.map(|h| h.to_string()),
+                "port": p.port,
+                "fd": FIRST_FD + i as i32,
+            })
+        })
+        .collect();
+    Value::Array(entries).to_string()
+}
+
+impl Supervisor {
+    /// Starts a process for slot `s` of app `a`: the slot's instance or a successor.
+    pub(super) fn spawn_run(&mut self, a: usize, s: usize, now: Instant) -> Result<Run, String> {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let app = &self.apps[a];
+        let slot = &app.slots[s];
+
+        let mut fds: Vec<OwnedFd> = Vec::with_capacity(app.ports.len());
+        for addr in &app.ports {
+            let fd = self
+                .listeners
+                .get(addr)
+                .map(|fd| fd.try_clone_to_owned())
+                .transpose()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the socket for {addr} is not bound"))?;
+            fds.push(fd);
+        }
+        let mut env = vec![
+            ("HOTRUN_TOKEN".to_string(), serial.to_string()),
+            (
+                "HOTRUN_CONTROL".to_string(),
+                self.runtime.control_socket().display().to_string(),
+            ),
+            ("HOTRUN_LISTEN_FDS".to_string(), listen_fds_json(&app.ports)),
+            (
+                "NODE_OPTIONS".to_string(),
+                node_options(app, &self.runtime.preload()),
+            ),
+        ];
+        let notify_path = self.runtime.notify_socket(serial);
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).ok();
+        if notify.is_some() {
+            env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+        }
+        if !app.plan.listen.is_empty() {
+            env.push(("LISTEN_FDS".into(), app.plan.listen.len().to_string()));
+            let names: Vec<String> = app.plan.listen.iter().map(|l| l.to_string()).collect();
+            env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+        }
+        let req = SpawnRequest {
+            app: &app.plan,
+            id: slot.id,
+            pm_id: slot.pm_id,
+            env,
+            fds,
+            listen_pid: !app.plan.listen.is_empty(),
+        };
+        let child = match spawn(&req) {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_file(&notify_path);
+                let msg = format!("{}: {e}", app.plan.command.program);
+                let label = self.label(a, s);
+                self.logs.say(&format!("{label} could not start: {msg}"));
+                return Err(msg);
+            }
+        };
+        let run = Run {
+            pid: child.pid,
+            serial,
+            started: now,
+        };
+        if let Some(g) = self.guard.as_mut() {
+            g.add(child.pid);
+        }
+        let id = slot.id;
+        self.read_pipe(serial, a, id, Stream::Out, child.stdout.into());
+        self.read_pipe(serial, a, id, Stream::Err, child.stderr.into());
+        if let Ok(reader) = child.ipc.try_clone() {
+            self.read_ipc(serial, reader);
+        }
+        let notify = notify.map(|sock| (notify_path, self.read_notify(serial, sock)));
+        self.runs.insert(
+            serial,
+            RunIo {
+                app: a,
+                slot: s,
+                ipc: child.ipc,
+                notify,
+                stderr_tail: VecDeque::new(),
+            },
+        );
+        self.pids.insert(child.pid, serial);
+        Ok(run)
+    }
+
+    fn read_pipe(&mut self, serial: u64, app: usize, id: u32, stream: Stream, fd: OwnedFd) {
+        let rx = match pipe::Receiver::from_owned_fd(fd) {
+            Ok(rx) => rx,
+            Err(e) => {
+                self.logs
+                    .say(&format!("cannot read an instance's output: {e}"));
+                return;
+            }
+        };
+        self.open_pipes += 1;
+        let tx = self.events.clone();
+        tokio::spawn(async move {
+            reader::read_lines(rx, |text| {
+                let tx = tx.clone();
+                async move {
+                    let line = Event::Line {
+                        serial,
+                        app,
+                        id,
+                        stream,
+                        text,
+                    };
+                    tx.send(line).await.is_ok()
+                }
+            })
+            .await;
+            let _ = tx.send(Event::PipeClosed).await;
+        });
+    }
+
+    fn read_ipc(&mut self, serial: u64, stream: StdUnixStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
+            return;
+        };
+        let tx = self.events.clone();
+        tokio::spawn(async move {
+            reader::read_lines(stream, |line| {
+                let tx = tx.clone();
+                async move {
+                    match serde_json::from_slice(&line) {
+                        Ok(msg) => tx.send(Event::Ipc { serial, msg }).await.is_ok(),
+                        Err(_) => true,
+                    }
+                }
+            })
+            .await;
+        });
+    }
+
+    /// systemd's notify protocol: datagrams of `KEY=VALUE` lines; `READY=1` is ready.
+    fn read_notify(&mut self, serial: u64, sock: UnixDatagram) -> JoinHandle<()> {
+        let tx = self.events.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if text.lines().any(|l| l.trim() == "READY=1") {
+                    let ev = Event::Ready {
+                        serial,
+                        by: ReadyBy::Notify,
+                    };
+                    if tx.send(ev).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+    }
+
+    /// A message from an instance's IPC channel.
+    pub(super) fn on_ipc(&mut self, serial: u64, msg: Value) {
+        if msg == json!("ready") {
+            return self.on_ready(serial, ReadyBy::Message);
+        }
+        match msg.get("hotrun").and_then(Value::as_str) {
+            Some("listening") => self.on_ready(serial, ReadyBy::Listen),
+            Some("listen") => self.hand_socket(serial, &msg),
+            _ => {}
+        }
+    }
+
+    /// The preload module asks for the socket of the port the app listens on: bind it
+    /// (once for all instances) and send it over the IPC channel.
+    fn hand_socket(&mut self, serial: u64, msg: &Value) {
+        let Some(io) = self.runs.get(&serial) else {
+            return;
+        };
+        let (a, s) = (io.app, io.slot);
+        let seq = msg.get("seq").cloned().unwrap_or(Value::Null);
+        let port = msg
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok());
+        let host = msg.get("host").and_then(Value::as_str);
+        let addr = match (port, host.map(str::parse)) {
+            (Some(port), None) => ListenAddr { host: None, port },
+            (Some(port), Some(Ok(ip))) => ListenAddr {
+                host: Some(ip),
+                port,
+            },
+            _ => {
+                // A host name hotrun does not resolve: the app listens on its own.
+                let reply = json!({"hotrun": "listen-reply", "seq": seq, "fallback": true});
+                let _ = self.runs[&serial].send_message(&reply);
+                return;
+            }
+        };
+        let label = self.label(a, s);
+        let reply = match self.listeners.get_or_bind(addr) {
+            Ok(fd) => {
+                let fd = fd.as_fd();
+                let reply = json!({"hotrun": "listen-reply", "seq": seq, "port": addr.port});
+                let sent = handle::send_handle(&self.runs[&serial].ipc, fd, &reply);
+                if let Err(e) = sent {
+                    self.logs
+                        .say(&format!("{label} cannot receive the socket of {addr}: {e}"));
+                }
+                let app = &mut self.apps[a];
+                if !app.ports.contains(&addr) {
+                    app.ports.push(addr);
+                    app.settings.expect_listen = super::runs::node_like(&app.plan);
+                    let name = app.plan.name.clone();
+                    self.logs.say(&format!(
+                        "{name}: port {addr} is shared by every instance (hotrun holds the socket)"
+                    ));
+                }
+                return;
+            }
+            Err(e) => {
+                let why = bind_error(&e);
+                self.logs.say(&format!(
+                    "{label} cannot listen on port {addr}: {why} (app {})",
+                    self.apps[a].plan.name
+                ));
+                json!({"hotrun": "listen-reply", "seq": seq,
+                       "error": format!("port {addr}: {why}"), "code": "EADDRINUSE"})
+            }
+        };
+        let _ = self.runs[&serial].send_message(&reply);
+    }
+
+    /// The run is gone for good: drop its I/O and tell the guard.
+    pub(super) fn forget(&mut self, run: Run) {
+        if let Some(io) = self.runs.remove(&run.serial) {
+            if let Some((path, task)) = io.notify {
+                task.abort();
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        self.pids.remove(&run.pid);
+        if let Some(g) = self.guard.as_mut() {
+            g.remove(run.pid);
+        }
+    }
+}
+
+/// The app's NODE_OPTIONS (its own, else the inherited one) plus hotrun's preload.
+fn node_options(app: &super::AppState, preload: &Path) -> String {
+    let own = app
+        .plan
+        .env
+        .get("NODE_OPTIONS")
+        .cloned()
+        .or_else(|| std::env::var("NODE_OPTIONS").ok())
+        .unwrap_or_default();
+    let path = preload.display().to_string();
+    let require = if path.contains(' ') {
+        format!("--require \"{path}\"")
+    } else {
+        format!("--require {path}")
+    };
+    format!("{own} {require}").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Command;
+
+    fn app_with(interpreter: Option<&str>, program: &str, args: &[&str]) -> AppPlan {
+        let mut plan = crate::supervisor::tests_support::app();
+        plan.interpreter = interpreter.map(String::from);
+        plan.command = Command {
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        plan
+    }
+
+    #[test]
+    fn node_apps_and_launchers_are_recognised() {
+        let table = [
+            (Some("node"), "node", vec!["server.js"], true),
+            (
+                Some("/usr/bin/node"),
+                "/usr/bin/node",
+                vec!["server.js"],
+                true,
+            ),
+            (None, "/usr/bin/npm", vec!["start"], true),
+            (None, "sh", vec!["-c", "next start -p 3000"], true),
+            (Some("python3"), "python3", vec!["app.py"], false),
+            (None, "/srv/bin/server", vec![], false),
+            (None, "sh", vec!["-c", "gunicorn app:app"], false),
+        ];
+        for (interp, program, args, want) in table {
+            assert_eq!(
+                node_like(&app_with(interp, program, &args)),
+                want,
+                "{program} {args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_fds_are_numbered_from_3() {
+        let ports = [
+            ListenAddr {
+                host: None,
+                port: 8080,
+            },
+            ListenAddr {
+                host: Some("127.0.0.1".parse().unwrap()),
+                port: 9090,
+            },
+        ];
+        assert_eq!(
+            listen_fds_json(&ports),
+            r#"[{"fd":3,"host":null,"port":8080},{"fd":4,"host":"127.0.0.1","port":9090}]"#
+        );
+    }
+}
