@@ -11,9 +11,14 @@ use hotrun::process;
 use hotrun::supervisor::Mode;
 
 fn main() -> ExitCode {
+    // The exec step of instances that take `listen` sockets (see process::spawn).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "__exec") {
+        return code(process::spawn::exec_with_listen_pid(args));
+    }
     let cli = Cli::parse();
     let g = &cli.global;
-    let code = match &cli.command {
+    let status = match &cli.command {
         Some(CommandKind::Guard) => process::guard::run(),
         Some(CommandKind::Config { json }) => commands::show_config(g, *json),
         Some(CommandKind::Run) | None => commands::run(g, Mode::Serve),
@@ -23,5 +28,9 @@ fn main() -> ExitCode {
         Some(CommandKind::Stop) => commands::control(g, Request::Stop),
         Some(CommandKind::Status { json }) => commands::status(g, *json),
     };
+    code(status)
+}
+
+fn code(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }

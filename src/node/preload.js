@@ -5,7 +5,10 @@
 //   start (HOTRUN_LISTEN_FDS), else a socket handed over the IPC channel;
 // - once the server listens, hotrun is told (readiness without wait_ready);
 // - a process without an IPC channel (a grandchild under `npm start`) still gets a
-//   `process.send` that delivers 'ready' to hotrun, through its control socket.
+//   `process.send` that delivers 'ready' to hotrun, through its control socket;
+// - the shared sockets reach grandchildren: Node does not pass fds beyond stdio to the
+//   processes it spawns, so child_process spawns made here pass them on, at the same
+//   numbers, where the spawn leaves those numbers free.
 'use strict';
 (function hotrunPreload() {
   const net = require('net');
@@ -105,4 +108,22 @@
   }
   listen.__hotrun = true;
   net.Server.prototype.listen = listen;
+
+  const passOn = inherited.map((e) => e.fd).filter((fd) => Number.isInteger(fd) && fd > 2);
+  if (passOn.length > 0) {
+    const { ChildProcess } = require('child_process');
+    const origSpawn = ChildProcess.prototype.spawn;
+    ChildProcess.prototype.spawn = function spawn(options) {
+      if (!options || typeof options !== 'object') return origSpawn.call(this, options);
+      let stdio = options.stdio === undefined || options.stdio === null ? 'pipe' : options.stdio;
+      if (typeof stdio === 'string') stdio = [stdio, stdio, stdio];
+      else if (Array.isArray(stdio)) stdio = stdio.slice();
+      else return origSpawn.call(this, options);
+      for (const fd of passOn) {
+        if (stdio.length < fd) continue; // a gap would need filling; leave this spawn as it is
+        if (stdio[fd] === undefined || stdio[fd] === null) stdio[fd] = fd;
+      }
+      return origSpawn.call(this, Object.assign({}, options, { stdio }));
+    };
+  }
 })();

@@ -6,7 +6,6 @@
 //! Must be called from the thread that lives as long as hotrun (the runtime's main
 //! thread): the parent-death signal fires when the *thread* that forked exits.
 
-use std::ffi::c_char;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -34,47 +33,28 @@ pub struct SpawnRequest<'a> {
     /// Listening sockets, given to the instance as fds 3, 4, ... in this order.
     pub fds: Vec<OwnedFd>,
     /// Set `LISTEN_PID` to the instance's own pid (systemd socket activation; the
-    /// caller sets LISTEN_FDS and LISTEN_FDNAMES in `env`).
+    /// caller sets LISTEN_FDS and LISTEN_FDNAMES in `env`), through `hotrun __exec`.
     pub listen_pid: bool,
 }
 
-/// `LISTEN_PID` is only known after fork: the variable is set to this placeholder, wide
-/// enough for any pid, and the child writes its pid over it in place (no allocation).
-const LISTEN_PID_PLACEHOLDER: &str = "                    ";
-
-extern "C" {
-    static mut environ: *mut *mut c_char;
-}
-
-/// In the child, after fork: overwrites the value of `LISTEN_PID=` in `environ` (which
-/// std has pointed at the command's environment before the pre-exec hooks run) with the
-/// pid, NUL-terminated. Async-signal-safe: reads and writes memory only.
-unsafe fn fill_listen_pid() {
-    let key = b"LISTEN_PID=";
-    let mut digits = [0u8; 20];
-    let mut n = nix::unistd::getpid().as_raw() as u32;
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut entry = environ;
-    while !entry.is_null() && !(*entry).is_null() {
-        let var = *entry as *mut u8;
-        if (0..key.len()).all(|i| *var.add(i) == key[i]) {
-            let value = var.add(key.len());
-            for i in 0..len {
-                *value.add(i) = digits[len - 1 - i];
-            }
-            *value.add(len) = 0;
-            return;
-        }
-        entry = entry.add(1);
-    }
+/// `hotrun __exec PROGRAM ARGS...`: sets `LISTEN_PID` to this process's own pid, then
+/// execs PROGRAM. Instances that take `listen` sockets start through this step, because
+/// systemd's `LISTEN_PID` must be the instance's pid, known only after fork. The pid,
+/// process group, fds and parent-death signal all survive the exec.
+pub fn exec_with_listen_pid(mut args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    let Some(program) = args.next() else {
+        crate::logs::say("__exec needs a program");
+        return crate::exit::USAGE;
+    };
+    let err = Command::new(&program)
+        .args(args)
+        .env("LISTEN_PID", std::process::id().to_string())
+        .exec();
+    crate::logs::say(&format!(
+        "cannot start {}: {err}",
+        program.to_string_lossy()
+    ));
+    127
 }
 
 /// A started instance: its pid (also its process group id) and the parent's ends of its
@@ -98,7 +78,13 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     .map_err(io::Error::from)?;
 
     let ipc_fd = FIRST_FD + req.fds.len() as i32;
-    let mut cmd = Command::new(&app.command.program);
+    let mut cmd = if req.listen_pid {
+        let mut trampoline = Command::new(std::env::current_exe()?);
+        trampoline.arg("__exec").arg(&app.command.program);
+        trampoline
+    } else {
+        Command::new(&app.command.program)
+    };
     cmd.args(&app.command.args)
         .current_dir(&app.cwd)
         .envs(&app.env)
@@ -112,10 +98,6 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let listen_pid = req.listen_pid;
-    if listen_pid {
-        cmd.env("LISTEN_PID", LISTEN_PID_PLACEHOLDER);
-    }
     let mut mappings: Vec<FdMapping> = Vec::with_capacity(req.fds.len() + 1);
     for (i, fd) in req.fds.iter().enumerate() {
         mappings.push(FdMapping {
@@ -131,13 +113,9 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         .map_err(|e| io::Error::other(e.to_string()))?;
 
     let parent = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls (prctl, getppid, raise, memory writes) run
-    // between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if listen_pid {
-                fill_listen_pid();
-            }
             // If hotrun dies, the instance gets SIGKILL (the guard then kills the rest of
             // its group). If hotrun died before this line ran, do what the signal would do.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;

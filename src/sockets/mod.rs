@@ -68,11 +68,11 @@ pub struct Listeners {
 impl Listeners {
     /// The socket for `addr`, bound now if it is not yet.
     pub fn get_or_bind(&mut self, addr: ListenAddr) -> io::Result<BorrowedFd<'_>> {
-        if !self.bound.contains_key(&addr) {
-            let fd = bind_listener(addr)?;
-            self.bound.insert(addr, fd);
-        }
-        Ok(self.bound[&addr].as_fd())
+        let fd: &OwnedFd = match self.bound.entry(addr) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(bind_listener(addr)?),
+        };
+        Ok(fd.as_fd())
     }
 
     /// An already bound socket.

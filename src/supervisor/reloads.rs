@@ -86,6 +86,7 @@ impl Supervisor {
                     self.rollout_input(a, input, now);
                 }
                 Action::Promote { slot, run, by } => self.promote(a, slot, run, by, now),
+                Action::StopSuccessor { run } => self.retire_successor(a, run, now),
                 Action::KillSuccessor { run } => self.kill_successor(a, run, now),
                 Action::Done => self.rollout_done(a, None, now),
                 Action::Failed { slot, reason } => {
@@ -136,19 +137,40 @@ impl Supervisor {
         }
     }
 
-    /// A successor that failed: SIGKILL to its group; it retires until its group is gone.
+    /// A successor that exited: SIGKILL to what it left in its group; it retires until
+    /// its group is gone.
     fn kill_successor(&mut self, a: usize, run: Run, now: Instant) {
+        let Some(s) = self.runs.get(&run.serial).map(|io| io.slot) else {
+            return;
+        };
         group::signal(run.pid, Signal::SIGKILL);
-        let kill_at = now;
-        self.apps[a].slots[self.runs.get(&run.serial).map_or(0, |io| io.slot)]
-            .retiring
-            .push(Phase::Stopping {
-                run,
-                kill_at,
-                killed: true,
-                exit: None,
-                poll_at: Some(now),
-            });
+        self.apps[a].slots[s].retiring.push(Phase::Stopping {
+            run,
+            kill_at: now,
+            killed: true,
+            exit: None,
+            poll_at: Some(now),
+        });
+    }
+
+    /// A successor that will not take its slot: stopped like any instance (`kill_signal`,
+    /// SIGKILL after `kill_timeout`), retiring until its group is gone.
+    fn retire_successor(&mut self, a: usize, run: Run, now: Instant) {
+        let Some(s) = self.runs.get(&run.serial).map(|io| io.slot) else {
+            return;
+        };
+        let app = &mut self.apps[a];
+        let mut scratch = Default::default();
+        let starting = Phase::Starting {
+            run,
+            deadline: None,
+        };
+        let (stopping, actions) =
+            super::slot::step(starting, SlotInput::Stop, now, &app.settings, &mut scratch);
+        app.slots[s].retiring.push(stopping);
+        for action in actions {
+            self.act(a, s, Some(run), action, now);
+        }
     }
 
     /// Stops a rollout in flight (hotrun is stopping): its successor is stopped too.
@@ -157,19 +179,7 @@ impl Supervisor {
             return;
         };
         if let Some(run) = r.successor().copied() {
-            let s = r.slot;
-            let app = &mut self.apps[a];
-            let mut scratch = Default::default();
-            let starting = Phase::Starting {
-                run,
-                deadline: None,
-            };
-            let (stopping, actions) =
-                super::slot::step(starting, SlotInput::Stop, now, &app.settings, &mut scratch);
-            app.slots[s].retiring.push(stopping);
-            for action in actions {
-                self.act(a, s, Some(run), action, now);
-            }
+            self.retire_successor(a, run, now);
         }
         let (waiters, _) = self.apps[a].queue.finish();
         let (more, _) = self.apps[a].queue.finish();

@@ -82,7 +82,10 @@ pub enum Action {
     Spawn { slot: usize },
     /// The successor is ready: it becomes the slot's instance, the old one is stopped.
     Promote { slot: usize, run: Run, by: ReadyBy },
-    /// Kill a successor that failed.
+    /// Stop a successor that never got ready (gracefully: it may already be serving
+    /// requests on the shared socket).
+    StopSuccessor { run: Run },
+    /// SIGKILL what a successor that exited left in its group.
     KillSuccessor { run: Run },
     /// The reload finished: every slot was replaced.
     Done,
@@ -193,7 +196,7 @@ pub fn step(
                 return (
                     None,
                     vec![
-                        Action::KillSuccessor { run },
+                        Action::StopSuccessor { run },
                         Action::Failed { slot, reason },
                     ],
                 );
@@ -360,7 +363,7 @@ mod tests {
                 Input::Tick,
                 3000,
                 vec![
-                    Action::KillSuccessor { run: succ },
+                    Action::StopSuccessor { run: succ },
                     Action::Failed {
                         slot: 0,
                         reason: "the new instance was not ready within listen_timeout (3000 ms)".into(),

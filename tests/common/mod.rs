@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -233,4 +235,71 @@ pub fn field(line: &str, key: &str) -> i32 {
         .unwrap()
         .parse()
         .unwrap_or_else(|_| panic!("bad {key}= in {line:?}"))
+}
+
+/// Runs `hotrun ARGS` (a client command) in `cwd` and waits for it.
+pub fn hotrun_cmd(cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(HOTRUN)
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hotrun")
+}
+
+/// `hotrun status --json` in `cwd`.
+pub fn status(cwd: &Path) -> serde_json::Value {
+    let out = hotrun_cmd(cwd, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status is JSON")
+}
+
+/// The pids of app `app`'s instances, by slot.
+pub fn pids(status: &serde_json::Value, app: &str) -> Vec<i64> {
+    app_status(status, app)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["pid"].as_i64().unwrap_or(0))
+        .collect()
+}
+
+pub fn app_status<'a>(status: &'a serde_json::Value, app: &str) -> &'a serde_json::Value {
+    status["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == app)
+        .unwrap_or_else(|| panic!("no app {app} in {status}"))
+}
+
+/// Waits until every instance of every app is online; returns the status.
+pub fn wait_online(cwd: &Path) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let out = hotrun_cmd(cwd, &["status", "--json"]);
+        if out.status.success() {
+            last = serde_json::from_slice(&out.stdout).unwrap();
+            let all_online = last["apps"].as_array().unwrap().iter().all(|a| {
+                a["instances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|i| i["state"] == "online")
+            });
+            if all_online {
+                return last;
+            }
+        }
+        if Instant::now() >= deadline {
+            panic!("not all instances came online; last status: {last}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
