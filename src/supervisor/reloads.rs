@@ -51,9 +51,9 @@ impl Supervisor {
             trigger.as_str(),
             app.slots.len()
         ));
-        let (rollout, actions) = Rollout::begin(trigger, app.slots.len(), now);
+        let (rollout, actions) = Rollout::begin(trigger.clone(), app.slots.len(), now);
         app.rollout = Some(rollout);
-        self.rollout_actions(a, actions, now);
+        self.rollout_actions(a, &trigger, actions, now);
     }
 
     fn readiness(&self, a: usize) -> Readiness {
@@ -70,12 +70,13 @@ impl Supervisor {
             return;
         };
         let readiness = self.readiness(a);
+        let trigger = r.trigger.clone();
         let (next, actions) = rollout::step(r, input, now, readiness);
         self.apps[a].rollout = next;
-        self.rollout_actions(a, actions, now);
+        self.rollout_actions(a, &trigger, actions, now);
     }
 
-    fn rollout_actions(&mut self, a: usize, actions: Vec<Action>, now: Instant) {
+    fn rollout_actions(&mut self, a: usize, trigger: &Trigger, actions: Vec<Action>, now: Instant) {
         for action in actions {
             match action {
                 Action::Spawn { slot } => {
@@ -88,9 +89,9 @@ impl Supervisor {
                 Action::Promote { slot, run, by } => self.promote(a, slot, run, by, now),
                 Action::StopSuccessor { run } => self.retire_successor(a, run, now),
                 Action::KillSuccessor { run } => self.kill_successor(a, run, now),
-                Action::Done => self.rollout_done(a, None, now),
+                Action::Done => self.rollout_done(a, trigger, None, now),
                 Action::Failed { slot, reason } => {
-                    self.rollout_done(a, Some((slot, reason)), now);
+                    self.rollout_done(a, trigger, Some((slot, reason)), now);
                 }
             }
         }
@@ -190,14 +191,15 @@ impl Supervisor {
     }
 
     /// The rollout ended, well or not: record it, answer its waiters, start the next one.
-    fn rollout_done(&mut self, a: usize, failure: Option<(usize, String)>, now: Instant) {
+    fn rollout_done(
+        &mut self,
+        a: usize,
+        trigger: &Trigger,
+        failure: Option<(usize, String)>,
+        now: Instant,
+    ) {
         let app = &mut self.apps[a];
         let name = app.plan.name.clone();
-        let trigger = app
-            .rollout
-            .take()
-            .map(|r| r.trigger)
-            .or_else(|| app.queue.current.as_ref().map(|_| Trigger::Command));
         let error = match &failure {
             None => {
                 app.reloads += 1;
@@ -219,7 +221,7 @@ impl Supervisor {
         };
         let app = &mut self.apps[a];
         app.last_reload = Some(LastReload {
-            trigger: trigger.as_ref().map_or("hotrun reload", Trigger::as_str),
+            trigger: trigger.as_str(),
             ok: failure.is_none(),
             at: chrono::Local::now(),
         });

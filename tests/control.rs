@@ -1,0 +1,101 @@
+//! Controlling a running hotrun: SIGHUP, `hotrun restart`, `hotrun stop`, a crash of a
+//! serving instance, and `shutdown_with_message` during a reload.
+
+mod common;
+
+use std::process::Command;
+
+use common::http::free_port;
+use common::*;
+use nix::sys::signal::Signal;
+
+fn http_app(port: u16, extra: &str) -> tempfile::TempDir {
+    config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: '{}', wait_ready: true,
+           env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n",
+        app("http.js")
+    ))
+}
+
+#[test]
+fn sighup_reloads_every_app() {
+    let dir = http_app(free_port(), "instances: 2");
+    let h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    h.signal(Signal::SIGHUP);
+    h.wait_for("web: reload done, every instance replaced");
+    let st = status(dir.path());
+    assert_eq!(app_status(&st, "web")["last_reload"]["trigger"], "SIGHUP");
+    let after = pids(&st, "web");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn restart_stops_then_starts_and_stop_ends_hotrun() {
+    let dir = http_app(free_port(), "instances: 2");
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    let out = hotrun_cmd(dir.path(), &["restart", "web"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for("web: restart requested: stop, then start");
+    let after = pids(&wait_online(dir.path()), "web");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+
+    let out = hotrun_cmd(dir.path(), &["restart", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app named nope (apps: web)"));
+
+    let out = hotrun_cmd(dir.path(), &["stop"]);
+    assert!(out.status.success());
+    assert_eq!(h.wait_exit().code(), Some(0), "{}", h.output());
+    for pid in after {
+        assert!(!alive(pid as i32));
+    }
+}
+
+#[test]
+fn a_crash_of_a_serving_instance_restarts_just_that_slot() {
+    let dir = http_app(free_port(), "instances: 3");
+    let _h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before[1] as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("slot 1 is back online with a new pid", || {
+        let st = status(dir.path());
+        let web = app_status(&st, "web");
+        let inst = &web["instances"][1];
+        inst["state"] == "online" && inst["pid"] != before[1] && inst["restarts"] == 1
+    });
+    let after = pids(&status(dir.path()), "web");
+    assert_eq!((after[0], after[2]), (before[0], before[2]));
+}
+
+#[test]
+fn shutdown_with_message_reaches_old_instances_during_a_reload() {
+    let port = free_port();
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'msg', script: '{}', instances: 2, wait_ready: true,
+           shutdown_with_message: true, kill_timeout: 10000, env: {{ PORT: {port} }} }}] }};\n",
+        app("message_stop.js")
+    ));
+    let h = Hotrun::start_with(Command::new(HOTRUN).current_dir(dir.path()));
+    let before = pids(&wait_online(dir.path()), "msg");
+    assert!(hotrun_cmd(dir.path(), &["reload"]).status.success());
+    for pid in &before {
+        h.wait_for(&format!("got shutdown message pid={pid}"));
+    }
+    assert_eq!(h.count("got SIGINT"), 0, "{}", h.output());
+}
