@@ -30,6 +30,11 @@ pub struct Global {
     /// Limit the command to these apps (comma-separated names).
     #[arg(long, global = true, value_name = "APP[,APP]", value_delimiter = ',')]
     pub only: Vec<String>,
+
+    /// How often instances' memory is checked against max_memory_restart, in ms.
+    #[arg(long, global = true, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..))]
+    pub memory_interval: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +46,16 @@ pub enum CommandKind {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Development: run with watching on for every app (its watch paths, or its cwd);
+    /// type `rs` + Enter to reload every app.
+    Watch {
+        /// Run this many instances of each app, whatever the file says.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        instances: Option<u32>,
+        /// Poll for changes instead of using inotify (NFS, some containers).
+        #[arg(long)]
+        poll: bool,
     },
     /// CI smoke test: start everything, wait until ready, run rolling reloads, stop.
     Check {

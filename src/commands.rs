@@ -7,7 +7,7 @@ use crate::cli::Global;
 use crate::config::{self, LoadOptions};
 use crate::control::client;
 use crate::control::protocol::Request;
-use crate::supervisor::{self, Mode};
+use crate::supervisor::{self, Mode, RunOptions};
 use crate::{exit, logs};
 
 fn options(global: &Global) -> Result<LoadOptions, i32> {
@@ -59,12 +59,39 @@ pub fn show_config(global: &Global, json: bool) -> i32 {
     exit::OK
 }
 
+fn run_options(global: &Global, mode: Mode) -> RunOptions {
+    let mut opts = RunOptions::new(mode);
+    opts.memory_interval = std::time::Duration::from_millis(global.memory_interval);
+    opts
+}
+
 /// `hotrun`, `hotrun run`, `hotrun check`.
 pub fn run(global: &Global, mode: Mode) -> i32 {
     match load(global) {
-        Ok(loaded) => supervisor::run(loaded.plan, mode),
+        Ok(loaded) => supervisor::run(loaded.plan, run_options(global, mode)),
         Err(code) => code,
     }
+}
+
+/// `hotrun watch`: the same runner, watching every app (its `watch` paths, or its cwd).
+pub fn watch(global: &Global, instances: Option<u32>, poll: bool) -> i32 {
+    let mut plan = match load(global) {
+        Ok(loaded) => loaded.plan,
+        Err(code) => return code,
+    };
+    for app in &mut plan.apps {
+        if app.watch.is_empty() {
+            app.watch = vec![app.cwd.clone()];
+        }
+        if let Some(n) = instances {
+            app.instances = n;
+        }
+    }
+    let mut opts = run_options(global, Mode::Serve);
+    opts.console = true;
+    opts.poll = poll.then(|| std::time::Duration::from_millis(100));
+    logs::say("watch mode: type rs + Enter to reload every app, Ctrl-C to stop");
+    supervisor::run(plan, opts)
 }
 
 /// Sends a request to the hotrun that runs the ecosystem file the flags name.

@@ -15,3 +15,4 @@ pub mod process;
 pub mod runtime_dir;
 pub mod sockets;
 pub mod supervisor;
+pub mod watch;

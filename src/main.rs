@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(CommandKind::Guard) => process::guard::run(),
         Some(CommandKind::Config { json }) => commands::show_config(g, *json),
         Some(CommandKind::Run) | None => commands::run(g, Mode::Serve),
+        Some(CommandKind::Watch { instances, poll }) => commands::watch(g, *instances, *poll),
         Some(CommandKind::Check { reloads }) => commands::run(g, Mode::Check { reloads: *reloads }),
         Some(CommandKind::Reload { apps, no_wait }) => commands::reload(g, apps, *no_wait),
         Some(CommandKind::Restart { apps }) => commands::restart(g, apps),

@@ -103,7 +103,10 @@ pub struct AppPlan {
     /// Absolute paths; empty when watching is off.
     pub watch: Vec<PathBuf>,
     pub ignore_watch: Vec<String>,
+    /// The debounce window of the watcher (hotrun's default 100 ms; PM2's 0 gives storms).
     pub watch_delay: Duration,
+    /// `watch_options.usePolling`: poll at this interval instead of inotify.
+    pub watch_poll: Option<Duration>,
     /// The merged profile values (`env` then `env_NAME`), plus PORT from `port`.
     /// Not the inherited environment.
     pub env: BTreeMap<String, String>,

@@ -322,6 +322,24 @@ pub fn resolve_app(
             .collect(),
         Some((k, v)) => return Err(f.bad(k, v, "true, false, a path or an array of paths")),
     };
+    // `watch_options` (chokidar's): `usePolling` with its `interval` (ms, default 100).
+    let watch_poll = match f.get("watch_options") {
+        None => None,
+        Some((k, Value::Object(o))) => {
+            let polling = match o.get("usePolling") {
+                None | Some(Value::Null) => false,
+                Some(v) => units::parse_bool(v).map_err(|e| f.bad(k, v, e))?,
+            };
+            let interval = match o.get("interval") {
+                None | Some(Value::Null) => 100,
+                Some(v) => units::parse_ms(v).map_err(|e| f.bad(k, v, e))?,
+            };
+            polling.then(|| Duration::from_millis(interval.max(10)))
+        }
+        Some((k, v)) => {
+            return Err(f.bad(k, v, "an object like { usePolling: true, interval: 500 }"))
+        }
+    };
     let ignore_watch = match f.get("ignore_watch") {
         None => Vec::new(),
         Some((_, Value::String(s))) => vec![s.clone()],
@@ -476,7 +494,8 @@ pub fn resolve_app(
         stop_exit_codes,
         watch,
         ignore_watch,
-        watch_delay: f.ms("watch_delay", 0)?,
+        watch_delay: f.ms("watch_delay", 100)?,
+        watch_poll,
         env,
         instance_var,
         port,

@@ -36,14 +36,14 @@ pub const IMPLEMENTED: &[&str] = &[
     "watch",
     "ignore_watch",
     "watch_delay",
+    "watch_options",
     // hotrun's own keys
     "listen",
 ];
 
 /// Keys that are parsed, checked and resolved into the plan, but that the supervisor does
 /// not act on yet: each use gets a warning. Remove an entry when its feature lands.
-pub const PARSED_NOT_ENFORCED: &[&str] =
-    &["max_memory_restart", "watch", "ignore_watch", "watch_delay"];
+pub const PARSED_NOT_ENFORCED: &[&str] = &[];
 
 /// PM2 keys hotrun accepts and ignores (with a warning).
 pub const NOT_SUPPORTED: &[&str] = &[
@@ -59,7 +59,6 @@ pub const NOT_SUPPORTED: &[&str] = &[
     "cron_restart",
     "vizion",
     "autostart",
-    "watch_options",
     "execute_command",
     "force",
     "append_env_to_name",

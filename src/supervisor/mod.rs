@@ -14,12 +14,14 @@
 //! `check.rs` (`hotrun check`).
 
 mod check;
+mod console;
 mod reloads;
 pub mod restart;
 pub mod rollout;
 mod runs;
 pub mod slot;
 mod status;
+mod triggers;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -55,6 +57,29 @@ pub enum Mode {
     Check { reloads: u32 },
 }
 
+/// How the runner runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    /// Poll the watched files at this interval instead of using inotify (`--poll`).
+    pub poll: Option<Duration>,
+    /// How often instances' memory is sampled for `max_memory_restart`.
+    pub memory_interval: Duration,
+    /// Read `rs` + Enter from stdin to reload every app (`hotrun watch`).
+    pub console: bool,
+}
+
+impl RunOptions {
+    pub fn new(mode: Mode) -> RunOptions {
+        RunOptions {
+            mode,
+            poll: None,
+            memory_interval: Duration::from_secs(1),
+            console: false,
+        }
+    }
+}
+
 /// What the reader tasks tell the loop.
 enum Event {
     Line {
@@ -86,6 +111,7 @@ struct SlotState {
     retiring: Vec<Phase>,
     /// `hotrun restart`: start again once stopped.
     restart_after_stop: bool,
+    memory: triggers::MemoryHistory,
 }
 
 /// The result of the last reload of an app.
@@ -108,6 +134,8 @@ struct AppState {
     queue: Queue<u64>,
     reloads: u32,
     last_reload: Option<LastReload>,
+    /// File changes waiting for the end of their debounce window.
+    changes: Option<triggers::Changes>,
 }
 
 /// Whether hotrun is stopping.
@@ -147,11 +175,15 @@ struct Supervisor {
     next_request: u64,
     mode: Mode,
     check: check::CheckState,
+    watcher: Option<crate::watch::Watcher>,
+    memory_interval: Duration,
+    /// The next memory sample, when an app has `max_memory_restart`.
+    memory_check_at: Option<Instant>,
 }
 
 /// Runs the plan until every instance has ended (stopped by a signal or `hotrun stop`, or
 /// nothing left to run). Returns hotrun's exit code.
-pub fn run(plan: Plan, mode: Mode) -> i32 {
+pub fn run(plan: Plan, opts: RunOptions) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -162,10 +194,10 @@ pub fn run(plan: Plan, mode: Mode) -> i32 {
             return crate::exit::FAILURE;
         }
     };
-    rt.block_on(run_loop(plan, mode))
+    rt.block_on(run_loop(plan, opts))
 }
 
-async fn run_loop(plan: Plan, mode: Mode) -> i32 {
+async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
     reaper::become_subreaper();
     // Signal streams first: no exit and no stop request may be missed.
     let streams = (
@@ -210,13 +242,18 @@ async fn run_loop(plan: Plan, mode: Mode) -> i32 {
         }
     };
     let (tx, mut rx) = mpsc::channel(1024);
-    let mut sup = match Supervisor::new(plan, guard, tx, runtime, mode) {
+    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts) {
         Ok(sup) => sup,
         Err(msg) => {
             logs::say(&msg);
             return crate::exit::FAILURE;
         }
     };
+    let fs_events = sup.watcher.as_ref().map(|w| w.wake());
+    let (console_tx, mut console_rx) = mpsc::channel::<String>(8);
+    if opts.console {
+        console::read_lines(console_tx);
+    }
     sup.tick(Instant::now());
 
     loop {
@@ -231,10 +268,62 @@ async fn run_loop(plan: Plan, mode: Mode) -> i32 {
             _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM),
             _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT),
             _ = sighup.recv() => sup.reload_all(rollout::Trigger::Signal),
+            _ = wait_fs(&fs_events) => sup.on_fs_events(),
+            Some(line) = console_rx.recv() => sup.on_console(&line),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         sup.tick(Instant::now());
     }
+}
+
+/// Waits for the watcher's events; forever when nothing is watched.
+async fn wait_fs(wake: &Option<std::sync::Arc<tokio::sync::Notify>>) {
+    match wake {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The watcher of every app that watches, or none.
+fn watching(plan: &Plan, poll: Option<Duration>) -> Result<Option<crate::watch::Watcher>, String> {
+    use crate::watch::{AppWatch, IgnoreSet, Watcher};
+    let mut apps = Vec::new();
+    let mut polling = poll;
+    for (i, app) in plan.apps.iter().enumerate() {
+        if app.watch.is_empty() {
+            continue;
+        }
+        let logs: Vec<_> = [&app.logs.out_file, &app.logs.error_file, &app.logs.log_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let ignore = IgnoreSet::new(&app.cwd, &app.ignore_watch, &logs)
+            .map_err(|e| format!("{}: {e}", app.name))?;
+        for root in &app.watch {
+            if !root.exists() {
+                logs::say(&format!(
+                    "{}: watch path {} does not exist",
+                    app.name,
+                    root.display()
+                ));
+            }
+        }
+        if let Some(p) = app.watch_poll {
+            polling = Some(polling.map_or(p, |q| q.min(p)));
+        }
+        apps.push(AppWatch {
+            app: i,
+            roots: app.watch.clone(),
+            ignore,
+        });
+    }
+    if apps.is_empty() {
+        return Ok(None);
+    }
+    Watcher::start(apps, polling)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Where a run lives in its slot.
@@ -251,8 +340,17 @@ impl Supervisor {
         guard: Option<Guard>,
         events: mpsc::Sender<Event>,
         runtime: RuntimeDir,
-        mode: Mode,
+        opts: &RunOptions,
     ) -> Result<Supervisor, String> {
+        let mode = opts.mode;
+        let watcher = watching(&plan, opts.poll)?;
+        if let Some(w) = &watcher {
+            logs::say(&format!(
+                "watching for changes ({} folders)",
+                w.watch_count()
+            ));
+        }
+        let has_limits = plan.apps.iter().any(|a| a.max_memory_restart.is_some());
         let logs = LogSink::new(&plan);
         let now = Instant::now();
         let mut listeners = Listeners::default();
@@ -279,6 +377,7 @@ impl Supervisor {
                         history: History::default(),
                         retiring: Vec::new(),
                         restart_after_stop: false,
+                        memory: Default::default(),
                     }
                 })
                 .collect();
@@ -299,6 +398,7 @@ impl Supervisor {
                 queue: Queue::default(),
                 reloads: 0,
                 last_reload: None,
+                changes: None,
             });
         }
         Ok(Supervisor {
@@ -319,6 +419,9 @@ impl Supervisor {
             next_request: 1,
             mode,
             check: check::CheckState::new(mode),
+            watcher,
+            memory_interval: opts.memory_interval,
+            memory_check_at: has_limits.then(|| now + opts.memory_interval),
         })
     }
 
@@ -336,6 +439,12 @@ impl Supervisor {
             if let Some(d) = app.rollout.as_ref().and_then(Rollout::deadline) {
                 wake = wake.min(d);
             }
+            if let Some(c) = &app.changes {
+                wake = wake.min(c.deadline());
+            }
+        }
+        if let Some(t) = self.memory_check_at {
+            wake = wake.min(t);
         }
         if let Some(t) = self.ended_at {
             wake = wake.min(t + DRAIN_GRACE);
@@ -703,7 +812,20 @@ impl Supervisor {
                 self.rollout_input(a, rollout::Input::Tick, now);
             }
         }
+        self.fire_changes(now);
+        if self.memory_check_at.is_some_and(|t| t <= now) {
+            self.memory_check_at = Some(now + self.memory_interval);
+            self.check_memory(now);
+        }
         self.drive_check(now);
+    }
+
+    /// A line typed in `hotrun watch`: `rs` reloads every app (nodemon's habit).
+    fn on_console(&mut self, line: &str) {
+        if line.trim() == "rs" {
+            self.logs.say("rs: reloading every app");
+            self.reload_all(rollout::Trigger::Console);
+        }
     }
 
     /// hotrun's exit code once every slot has ended and the output is drained.
@@ -774,7 +896,8 @@ pub(crate) mod tests_support {
             stop_exit_codes: vec![],
             watch: vec![],
             ignore_watch: vec![],
-            watch_delay: Duration::ZERO,
+            watch_delay: Duration::from_millis(100),
+            watch_poll: None,
             env: BTreeMap::new(),
             instance_var: "NODE_APP_INSTANCE".into(),
             port: None,

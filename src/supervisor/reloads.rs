@@ -46,12 +46,16 @@ impl Supervisor {
         let now = Instant::now();
         let app = &mut self.apps[a];
         let name = app.plan.name.clone();
+        let slots = trigger.slots(app.slots.len());
+        if slots.is_empty() {
+            return self.rollout_done(a, &trigger, None, now);
+        }
         self.logs.say(&format!(
             "{name}: rolling reload ({}), {} instance(s), one at a time",
             trigger.as_str(),
-            app.slots.len()
+            slots.len()
         ));
-        let (rollout, actions) = Rollout::begin(trigger.clone(), app.slots.len(), now);
+        let (rollout, actions) = Rollout::begin(trigger.clone(), slots, now);
         app.rollout = Some(rollout);
         self.rollout_actions(a, &trigger, actions, now);
     }
@@ -105,10 +109,10 @@ impl Supervisor {
         slot.history = Default::default();
         let took = now.saturating_duration_since(run.started).as_millis();
         let total = self.apps[a].slots.len();
+        let nth = s + 1;
         let old_pid = old.run().map_or("none".to_string(), |r| r.pid.to_string());
         self.logs.say(&format!(
-            "{label} reload {}/{total}: new pid {} ready ({}) in {took} ms; stopping old pid {old_pid}",
-            s + 1,
+            "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms; stopping old pid {old_pid}",
             run.pid,
             by.as_str()
         ));

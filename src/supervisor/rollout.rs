@@ -21,6 +21,13 @@ pub enum Trigger {
     Command,
     /// `hotrun check`'s own reloads.
     Check,
+    /// Files changed.
+    Watch,
+    /// `rs` typed in `hotrun watch`.
+    Console,
+    /// These slots' instances use more memory than `max_memory_restart`: only they are
+    /// replaced.
+    Memory { slots: Vec<usize> },
 }
 
 impl Trigger {
@@ -29,6 +36,34 @@ impl Trigger {
             Trigger::Signal => "SIGHUP",
             Trigger::Command => "hotrun reload",
             Trigger::Check => "hotrun check",
+            Trigger::Watch => "watch",
+            Trigger::Console => "rs",
+            Trigger::Memory { .. } => "memory",
+        }
+    }
+
+    /// The slots a reload for this trigger replaces, of an app with `n` slots.
+    pub fn slots(&self, n: usize) -> Vec<usize> {
+        match self {
+            Trigger::Memory { slots } => slots.iter().copied().filter(|&s| s < n).collect(),
+            _ => (0..n).collect(),
+        }
+    }
+
+    /// Two requests folded into one reload: a whole-app reload covers any other; memory
+    /// replacements add up.
+    pub fn merge(self, other: Trigger) -> Trigger {
+        match (self, other) {
+            (Trigger::Memory { mut slots }, Trigger::Memory { slots: more }) => {
+                for s in more {
+                    if !slots.contains(&s) {
+                        slots.push(s);
+                    }
+                }
+                Trigger::Memory { slots }
+            }
+            (Trigger::Memory { .. }, whole) => whole,
+            (whole, _) => whole,
         }
     }
 }
@@ -40,8 +75,8 @@ pub struct Rollout {
     pub started: Instant,
     /// The slot being replaced (an index into the app's slots).
     pub slot: usize,
-    /// How many slots the app has.
-    pub slots: usize,
+    /// The slots to replace after it, in order.
+    pub rest: Vec<usize>,
     pub step: Step,
 }
 
@@ -103,18 +138,25 @@ pub struct Readiness {
 }
 
 impl Rollout {
-    /// Starts a reload of an app with `slots` slots.
-    pub fn begin(trigger: Trigger, slots: usize, now: Instant) -> (Rollout, Vec<Action>) {
+    /// Starts a reload of these slots (at least one), in order.
+    pub fn begin(trigger: Trigger, slots: Vec<usize>, now: Instant) -> (Rollout, Vec<Action>) {
+        let mut slots = slots.into_iter();
+        let first = slots.next().unwrap_or(0);
         (
             Rollout {
                 trigger,
                 started: now,
-                slot: 0,
-                slots,
+                slot: first,
+                rest: slots.collect(),
                 step: Step::Spawn,
             },
-            vec![Action::Spawn { slot: 0 }],
+            vec![Action::Spawn { slot: first }],
         )
+    }
+
+    /// Whether this rollout will still replace slot `s` (or is replacing it).
+    pub fn covers(&self, s: usize) -> bool {
+        self.slot == s || self.rest.contains(&s)
     }
 
     /// When the rollout wants a `Tick`.
@@ -220,14 +262,13 @@ pub fn step(
             )
         }
         (Step::Draining, Input::OldGone) => {
-            if slot + 1 < r.slots {
-                r.slot += 1;
-                r.step = Step::Spawn;
-                let next = r.slot;
-                (Some(r), vec![Action::Spawn { slot: next }])
-            } else {
-                (None, vec![Action::Done])
+            if r.rest.is_empty() {
+                return (None, vec![Action::Done]);
             }
+            let next = r.rest.remove(0);
+            r.slot = next;
+            r.step = Step::Spawn;
+            (Some(r), vec![Action::Spawn { slot: next }])
         }
         // Anything else changes nothing (a late ready message, a tick while draining...).
         _ => (Some(r), vec![]),
@@ -252,7 +293,11 @@ impl<W> Queue<W> {
                 Some(trigger)
             }
             Some(_) => {
-                let (_, waiters) = self.next.get_or_insert_with(|| (trigger, Vec::new()));
+                let next = match self.next.take() {
+                    Some((queued, waiters)) => (queued.merge(trigger), waiters),
+                    None => (trigger, Vec::new()),
+                };
+                let (_, waiters) = self.next.insert(next);
                 waiters.extend(waiter);
                 None
             }
@@ -301,7 +346,7 @@ mod tests {
     #[test]
     fn every_slot_is_replaced_one_at_a_time() {
         let t0 = Instant::now();
-        let (mut r, actions) = Rollout::begin(Trigger::Command, 3, t0);
+        let (mut r, actions) = Rollout::begin(Trigger::Command, vec![0, 1, 2], t0);
         assert_eq!(actions, vec![Action::Spawn { slot: 0 }]);
         let mut log = Vec::new();
         for slot in 0..3 {
@@ -342,7 +387,7 @@ mod tests {
         let t0 = Instant::now();
         let succ = run(t0, 7);
         let starting = |r: Rollout| step(r, Input::Spawned(succ), t0, SIGNAL).0.unwrap();
-        let fresh = || Rollout::begin(Trigger::Signal, 2, t0).0;
+        let fresh = || Rollout::begin(Trigger::Signal, vec![0, 1], t0).0;
 
         // (name, input, at ms, expected actions)
         let table: Vec<(&str, Input, u64, Vec<Action>)> = vec![
@@ -403,7 +448,7 @@ mod tests {
         };
         let succ = run(t0, 9);
         let r = step(
-            Rollout::begin(Trigger::Command, 1, t0).0,
+            Rollout::begin(Trigger::Command, vec![0], t0).0,
             Input::Spawned(succ),
             t0,
             uptime,
@@ -422,6 +467,40 @@ mod tests {
                 by: ReadyBy::Uptime
             }]
         );
+    }
+
+    #[test]
+    fn a_memory_replacement_covers_its_slot_only() {
+        let t0 = Instant::now();
+        let trigger = Trigger::Memory { slots: vec![2] };
+        assert_eq!(trigger.slots(3), vec![2]);
+        let (r, actions) = Rollout::begin(trigger, vec![2], t0);
+        assert_eq!(actions, vec![Action::Spawn { slot: 2 }]);
+        assert!(r.covers(2) && !r.covers(0));
+        let succ = run(t0, 5);
+        let r = step(r, Input::Spawned(succ), t0, SIGNAL).0.unwrap();
+        let r = step(r, Input::Ready(ReadyBy::Message), t0, SIGNAL)
+            .0
+            .unwrap();
+        assert_eq!(
+            step(r, Input::OldGone, t0, SIGNAL),
+            (None, vec![Action::Done])
+        );
+    }
+
+    #[test]
+    fn folded_triggers_merge() {
+        let mem = |s: &[usize]| Trigger::Memory { slots: s.to_vec() };
+        let table = [
+            (mem(&[1]), mem(&[2]), mem(&[1, 2])),
+            (mem(&[1]), mem(&[1]), mem(&[1])),
+            (mem(&[1]), Trigger::Watch, Trigger::Watch),
+            (Trigger::Command, mem(&[0]), Trigger::Command),
+            (Trigger::Watch, Trigger::Signal, Trigger::Watch),
+        ];
+        for (a, b, want) in table {
+            assert_eq!(a.clone().merge(b.clone()), want, "{a:?} + {b:?}");
+        }
     }
 
     #[test]

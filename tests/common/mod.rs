@@ -53,9 +53,13 @@ impl Hotrun {
     }
 
     pub fn start_with(cmd: &mut Command) -> Hotrun {
+        Hotrun::start_with_stdin(cmd.stdin(Stdio::null()))
+    }
+
+    /// Like `start_with`, keeping the stdin `cmd` was given.
+    pub fn start_with_stdin(cmd: &mut Command) -> Hotrun {
         let mut child = cmd
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

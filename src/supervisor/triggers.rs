@@ -1,0 +1,264 @@
+//! Reload triggers besides signals and commands: file changes (debounced per app with a
+//! trailing `watch_delay` window, so a burst is one reload) and memory over
+//! `max_memory_restart` (that one instance alone gets the ready-gated replacement, with a
+//! back-off when it is over again right after its replacement).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::rollout::Trigger;
+use super::slot::Phase;
+use super::Supervisor;
+use crate::memory;
+
+/// How many changed paths a reload's log line names.
+const SHOWN_PATHS: usize = 3;
+/// How many distinct changed paths are counted exactly (beyond: "more than").
+const COUNTED_PATHS: usize = 100_000;
+/// A burst that never pauses still reloads after this long.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+/// An instance over its limit again within this time of its replacement backs off.
+const MEMORY_RELAPSE: Duration = Duration::from_secs(60);
+/// The first back-off, doubled at each relapse up to `MEMORY_BACKOFF_CAP`.
+const MEMORY_BACKOFF: Duration = Duration::from_secs(10);
+const MEMORY_BACKOFF_CAP: Duration = Duration::from_secs(600);
+
+/// Changes of one app waiting for the end of their debounce window.
+#[derive(Debug)]
+pub(super) struct Changes {
+    first: Instant,
+    fire_at: Instant,
+    /// Distinct paths, in the order they came.
+    paths: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Changes {
+    pub fn deadline(&self) -> Instant {
+        self.fire_at
+    }
+}
+
+/// Memory replacements of one slot.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct MemoryHistory {
+    /// When the slot was last replaced for its memory.
+    replaced_at: Option<Instant>,
+    /// The current back-off (zero until a relapse).
+    backoff: Duration,
+    /// No replacement before this instant.
+    not_before: Option<Instant>,
+}
+
+/// What to do about an instance over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MemoryVerdict {
+    Replace,
+    /// Over again right after its replacement: wait; `say` on the first notice.
+    Wait {
+        until: Instant,
+        say: bool,
+    },
+}
+
+impl MemoryHistory {
+    /// The verdict on an instance found over its limit at `now`. Pure.
+    pub fn on_over(&mut self, now: Instant) -> MemoryVerdict {
+        if let Some(until) = self.not_before.filter(|&t| now < t) {
+            return MemoryVerdict::Wait { until, say: false };
+        }
+        match self.replaced_at {
+            // Over again soon after a replacement it did not wait for: back off.
+            Some(t)
+                if now.saturating_duration_since(t) < MEMORY_RELAPSE
+                    && self.not_before.is_none_or(|nb| nb <= t) =>
+            {
+                self.backoff = (self.backoff * 2).clamp(MEMORY_BACKOFF, MEMORY_BACKOFF_CAP);
+                let until = now + self.backoff;
+                self.not_before = Some(until);
+                MemoryVerdict::Wait { until, say: true }
+            }
+            Some(t) if now.saturating_duration_since(t) >= MEMORY_RELAPSE => {
+                *self = MemoryHistory::default();
+                self.replaced_at = Some(now);
+                MemoryVerdict::Replace
+            }
+            _ => {
+                self.replaced_at = Some(now);
+                MemoryVerdict::Replace
+            }
+        }
+    }
+}
+
+fn shown(path: &Path, cwd: &Path) -> String {
+    path.strip_prefix(cwd).unwrap_or(path).display().to_string()
+}
+
+impl Supervisor {
+    /// Events from the watcher: note the changes of each app; say what went wrong.
+    pub(super) fn on_fs_events(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let (changes, errors) = watcher.collect();
+        for e in errors {
+            self.logs.say(&e.to_string());
+        }
+        let now = Instant::now();
+        for (a, paths) in changes {
+            if self.shutdown != super::Shutdown::Running {
+                break;
+            }
+            let delay = self.apps[a].plan.watch_delay;
+            let pending = self.apps[a].changes.get_or_insert(Changes {
+                first: now,
+                fire_at: now,
+                paths: Vec::new(),
+                seen: HashSet::new(),
+            });
+            for p in paths {
+                if pending.seen.len() < COUNTED_PATHS && pending.seen.insert(p.clone()) {
+                    pending.paths.push(p);
+                }
+            }
+            pending.fire_at = (now + delay).min(pending.first + delay.max(MAX_DEBOUNCE));
+        }
+    }
+
+    /// Reloads the apps whose debounce window has passed.
+    pub(super) fn fire_changes(&mut self, now: Instant) {
+        for a in 0..self.apps.len() {
+            let due = self.apps[a]
+                .changes
+                .as_ref()
+                .is_some_and(|c| c.fire_at <= now);
+            if !due {
+                continue;
+            }
+            let c = self.apps[a].changes.take().expect("due");
+            let app = &self.apps[a].plan;
+            let count = c.paths.len();
+            let mut list: Vec<String> = c
+                .paths
+                .iter()
+                .take(SHOWN_PATHS)
+                .map(|p| shown(p, &app.cwd))
+                .collect();
+            if count > list.len() {
+                list.push("...".into());
+            }
+            let what = if count == 1 { "file" } else { "files" };
+            self.logs.say(&format!(
+                "{}: {count} {what} changed ({}) -> reload",
+                app.name,
+                list.join(", ")
+            ));
+            self.request_reload(a, Trigger::Watch, None);
+        }
+    }
+
+    /// Samples every online instance's memory; one over its app's limit is replaced.
+    pub(super) fn check_memory(&mut self, now: Instant) {
+        let mut targets = Vec::new();
+        for (a, app) in self.apps.iter().enumerate() {
+            let Some(limit) = app.plan.max_memory_restart else {
+                continue;
+            };
+            for (s, slot) in app.slots.iter().enumerate() {
+                if let Phase::Online { run, .. } = &slot.phase {
+                    targets.push((a, s, run.pid, limit));
+                }
+            }
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
+        let rss = memory::group_rss(&pgids);
+        for ((a, s, _, limit), bytes) in targets.into_iter().zip(rss) {
+            if bytes > limit {
+                self.over_memory(a, s, bytes, limit, now);
+            }
+        }
+    }
+
+    fn over_memory(&mut self, a: usize, s: usize, bytes: u64, limit: u64, now: Instant) {
+        if self.apps[a].rollout.as_ref().is_some_and(|r| r.covers(s)) {
+            return;
+        }
+        let label = self.label(a, s);
+        let mb = |b: u64| format!("{:.1} MB", b as f64 / 1048576.0);
+        match self.apps[a].slots[s].memory.on_over(now) {
+            MemoryVerdict::Wait { say: false, .. } => {}
+            MemoryVerdict::Wait { until, say: true } => {
+                let wait = until.saturating_duration_since(now).as_secs();
+                self.logs.say(&format!(
+                    "{label} is over max_memory_restart again ({} > {}) right after its replacement; not replaced again for {wait} s",
+                    mb(bytes),
+                    mb(limit)
+                ));
+            }
+            MemoryVerdict::Replace => {
+                self.logs.say(&format!(
+                    "{label} uses {} of memory, over max_memory_restart {} -> replacing it",
+                    mb(bytes),
+                    mb(limit)
+                ));
+                self.request_reload(a, Trigger::Memory { slots: vec![s] }, None);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_over_again_right_after_its_replacement_backs_off() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut h = MemoryHistory::default();
+        // (seconds after t0, verdict)
+        let table = [
+            (0, MemoryVerdict::Replace),
+            (
+                2,
+                MemoryVerdict::Wait {
+                    until: s(12),
+                    say: true,
+                },
+            ),
+            (
+                5,
+                MemoryVerdict::Wait {
+                    until: s(12),
+                    say: false,
+                },
+            ),
+            (12, MemoryVerdict::Replace),
+            (
+                14,
+                MemoryVerdict::Wait {
+                    until: s(34),
+                    say: true,
+                },
+            ),
+            (34, MemoryVerdict::Replace),
+            // A long time later: back to the start.
+            (200, MemoryVerdict::Replace),
+            (
+                201,
+                MemoryVerdict::Wait {
+                    until: s(211),
+                    say: true,
+                },
+            ),
+        ];
+        for (at, want) in table {
+            assert_eq!(h.on_over(s(at)), want, "at {at} s");
+        }
+    }
+}

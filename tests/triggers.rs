@@ -1,0 +1,293 @@
+//! Reload triggers with real files and processes: watching (debounce, ignores, new
+//! folders, folding, polling, `hotrun watch`, the watch count on a huge node_modules)
+//! and memory over `max_memory_restart`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::http::{free_port, Load};
+use common::*;
+
+/// An app in a temp folder that watches it; `extra` is added to the app's keys.
+fn watched_app(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    let port = free_port();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 2,
+           wait_ready: true, watch: true, env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    dir
+}
+
+fn reloads(dir: &Path) -> i64 {
+    app_status(&status(dir), "web")["reloads"].as_i64().unwrap()
+}
+
+fn wait_reloads(dir: &Path, n: i64) {
+    wait_until(&format!("{n} reload(s) are done"), || {
+        let st = status(dir);
+        let web = app_status(&st, "web");
+        web["reloads"] == n && web["reloading"] == false
+    });
+}
+
+#[test]
+fn touching_a_watched_file_reloads() {
+    let dir = watched_app("");
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("watching for changes");
+    let before = pids(&wait_online(dir.path()), "web");
+    let f = std::fs::File::options()
+        .append(true)
+        .open(dir.path().join("server.js"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    wait_reloads(dir.path(), 1);
+    let after = pids(&status(dir.path()), "web");
+    assert!(after.iter().all(|p| !before.contains(p)));
+    assert!(
+        h.output()
+            .contains("web: 1 file changed (server.js) -> reload"),
+        "{}",
+        h.output()
+    );
+    assert_eq!(
+        app_status(&status(dir.path()), "web")["last_reload"]["trigger"],
+        "watch"
+    );
+}
+
+#[test]
+fn a_burst_of_500_files_is_one_reload() {
+    let dir = watched_app("");
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("watching for changes");
+    wait_online(dir.path());
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..500 {
+        std::fs::write(src.join(format!("f{i}.js")), format!("// {i}\n")).unwrap();
+    }
+    h.wait_for("-> reload");
+    wait_reloads(dir.path(), 1);
+    assert_eq!(h.count("-> reload"), 1, "{}", h.output());
+    // The folder, and the files written once its watch was placed (those before count
+    // through the folder).
+    assert!(
+        h.output().contains(" files changed (src, "),
+        "{}",
+        h.output()
+    );
+    assert_eq!(reloads(dir.path()), 1);
+}
+
+#[test]
+fn ignored_paths_do_not_reload_and_a_new_subfolder_does() {
+    let dir = watched_app("ignore_watch: ['*.log', 'tmp']");
+    for d in ["node_modules/pkg", ".git", "tmp"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("watching for changes");
+    wait_online(dir.path());
+    // Ignored: node_modules, .git, an ignore_watch glob, an ignored folder.
+    for f in [
+        "node_modules/pkg/index.js",
+        ".git/index.lock",
+        "app.log",
+        "tmp/cache.bin",
+        "server.js.swp",
+    ] {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    // Then a real change: the only path of the one reload.
+    std::fs::write(dir.path().join("trigger.js"), "x").unwrap();
+    wait_reloads(dir.path(), 1);
+    assert!(
+        h.output()
+            .contains("web: 1 file changed (trigger.js) -> reload"),
+        "{}",
+        h.output()
+    );
+
+    // A file written into folders made at once, before any watch could be placed there.
+    let deep = dir.path().join("lib/a/b");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("x.js"), "x").unwrap();
+    wait_reloads(dir.path(), 2);
+    assert_eq!(h.count("-> reload"), 2, "{}", h.output());
+    // The new folders are watched now: a change deep inside reloads again.
+    std::fs::write(deep.join("y.js"), "y").unwrap();
+    wait_reloads(dir.path(), 3);
+    assert!(
+        h.output()
+            .contains("web: 1 file changed (lib/a/b/y.js) -> reload"),
+        "{}",
+        h.output()
+    );
+}
+
+#[test]
+fn a_change_during_a_reload_gives_exactly_one_more() {
+    let dir = watched_app("");
+    let h = Hotrun::start_with(
+        Command::new(HOTRUN)
+            .current_dir(dir.path())
+            .env("READY_DELAY", "500"),
+    );
+    h.wait_for("watching for changes");
+    wait_online(dir.path());
+    std::fs::write(dir.path().join("a.js"), "1").unwrap();
+    h.wait_for("web: rolling reload (watch)");
+    std::fs::write(dir.path().join("b.js"), "2").unwrap();
+    h.wait_for("-> reload");
+    h.wait_for_n("-> reload", 2);
+    h.wait_for("one more will follow");
+    wait_reloads(dir.path(), 2);
+    std::fs::write(dir.path().join("c.js"), "3").unwrap();
+    wait_reloads(dir.path(), 3);
+    assert_eq!(h.count("rolling reload (watch)"), 3, "{}", h.output());
+}
+
+#[test]
+fn polling_mode_sees_changes() {
+    let dir = watched_app("watch_options: { usePolling: true, interval: 100 }");
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("watching for changes");
+    wait_online(dir.path());
+    std::fs::write(dir.path().join("polled.js"), "x").unwrap();
+    wait_reloads(dir.path(), 1);
+    assert!(
+        h.output().contains("(polled.js) -> reload"),
+        "{}",
+        h.output()
+    );
+}
+
+#[test]
+fn hotrun_watch_forces_watching_and_rs_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
+           wait_ready: true, env: {{ HTTP_PORT: {} }} }}] }};\n",
+        free_port()
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let mut cmd = Command::new(HOTRUN);
+    cmd.args(["watch", "--instances", "2"])
+        .current_dir(dir.path());
+    let mut h = Hotrun::start_with_stdin(cmd.stdin(Stdio::piped()));
+    h.wait_for("watching for changes");
+    let st = wait_online(dir.path());
+    assert_eq!(
+        pids(&st, "web").len(),
+        2,
+        "--instances 2 overrides the file's 3"
+    );
+    std::fs::write(dir.path().join("x.js"), "x").unwrap();
+    wait_reloads(dir.path(), 1);
+    use std::io::Write;
+    let stdin = h.child.stdin.as_mut().unwrap();
+    stdin.write_all(b"rs\n").unwrap();
+    stdin.flush().unwrap();
+    wait_reloads(dir.path(), 2);
+    assert_eq!(
+        app_status(&status(dir.path()), "web")["last_reload"]["trigger"],
+        "rs"
+    );
+}
+
+/// inotify watches the runner holds, from /proc/PID/fdinfo.
+fn inotify_watches(pid: i32) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        n += text
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count();
+    }
+    n
+}
+
+#[test]
+fn a_huge_node_modules_costs_no_watches() {
+    let dir = watched_app("");
+    let nm = dir.path().join("node_modules");
+    for i in 0..200 {
+        for j in 0..100 {
+            std::fs::create_dir_all(nm.join(format!("p{i}/d{j}"))).unwrap();
+        }
+    }
+    let kept = ["src", "src/pages", "src/lib", "public"];
+    for d in kept {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("watching for changes");
+    // The root and its 4 kept folders; not one of the 20,200 under node_modules.
+    let watches = inotify_watches(h.pid());
+    assert!(
+        (5..=7).contains(&watches),
+        "{watches} inotify watches"
+    );
+}
+
+#[test]
+fn an_instance_over_its_memory_limit_is_replaced_alone_without_a_failed_request() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
+           wait_ready: true, max_memory_restart: '150M', env: {{ HTTP_PORT: {port} }} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let h = Hotrun::start_with(
+        Command::new(HOTRUN)
+            .args(["--memory-interval", "200"])
+            .current_dir(dir.path())
+            .env("BLOAT_MB", "200")
+            .env("BLOAT_INSTANCE", "1")
+            .env("BLOAT_DELAY", "1500"),
+    );
+    let before = pids(&wait_online(dir.path()), "web");
+    let load = Load::start(port, false);
+    let line = h.wait_for("holding 200 MB");
+    assert!(
+        load.completed() > 0,
+        "the load runs before the instance grows"
+    );
+    let bloated: i64 = field(&line, "pid").into();
+    assert_eq!(before[1], bloated);
+    h.wait_for("web|1 uses");
+    wait_until("slot 1 is replaced", || {
+        let st = status(dir.path());
+        let web = app_status(&st, "web");
+        web["reloads"] == 1 && web["reloading"] == false
+    });
+    let st = status(dir.path());
+    let after = pids(&st, "web");
+    assert_eq!(
+        (after[0], after[2]),
+        (before[0], before[2]),
+        "the other instances keep their pids"
+    );
+    assert_ne!(after[1], bloated);
+    assert_eq!(app_status(&st, "web")["last_reload"]["trigger"], "memory");
+    let stats = load.finish();
+    assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
+    let said = h.output();
+    assert!(
+        said.contains("over max_memory_restart 150.0 MB -> replacing it"),
+        "{said}"
+    );
+}
