@@ -15,7 +15,9 @@
 
 mod check;
 mod console;
+mod instances;
 mod reloads;
+mod requests;
 pub mod restart;
 pub mod rollout;
 mod runs;
@@ -30,20 +32,20 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::protocol::{Request, Response};
+use crate::control::protocol::Response;
 use crate::control::server::{self, Incoming, SocketFile};
 use crate::logs::{self, LogSink, Stream};
 use crate::plan::{AppPlan, Plan};
 use crate::process::group;
 use crate::process::guard::Guard;
-use crate::process::reaper::{self, Exit};
+use crate::process::reaper;
 use crate::runtime_dir::RuntimeDir;
 use crate::sockets::{ListenAddr, Listeners};
 pub use check::CheckReport;
 use restart::History;
 use rollout::{Queue, Rollout};
 use runs::RunIo;
-use slot::{Action, Input, Phase, ReadyBy, Run, Settings};
+use slot::{Input, Phase, ReadyBy, Settings};
 
 /// How long hotrun waits, after the last instance is gone, for the rest of its output.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
@@ -268,62 +270,12 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM),
             _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT),
             _ = sighup.recv() => sup.reload_all(rollout::Trigger::Signal),
-            _ = wait_fs(&fs_events) => sup.on_fs_events(),
+            _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
             Some(line) = console_rx.recv() => sup.on_console(&line),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         sup.tick(Instant::now());
     }
-}
-
-/// Waits for the watcher's events; forever when nothing is watched.
-async fn wait_fs(wake: &Option<std::sync::Arc<tokio::sync::Notify>>) {
-    match wake {
-        Some(n) => n.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The watcher of every app that watches, or none.
-fn watching(plan: &Plan, poll: Option<Duration>) -> Result<Option<crate::watch::Watcher>, String> {
-    use crate::watch::{AppWatch, IgnoreSet, Watcher};
-    let mut apps = Vec::new();
-    let mut polling = poll;
-    for (i, app) in plan.apps.iter().enumerate() {
-        if app.watch.is_empty() {
-            continue;
-        }
-        let logs: Vec<_> = [&app.logs.out_file, &app.logs.error_file, &app.logs.log_file]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let ignore = IgnoreSet::new(&app.cwd, &app.ignore_watch, &logs)
-            .map_err(|e| format!("{}: {e}", app.name))?;
-        for root in &app.watch {
-            if !root.exists() {
-                logs::say(&format!(
-                    "{}: watch path {} does not exist",
-                    app.name,
-                    root.display()
-                ));
-            }
-        }
-        if let Some(p) = app.watch_poll {
-            polling = Some(polling.map_or(p, |q| q.min(p)));
-        }
-        apps.push(AppWatch {
-            app: i,
-            roots: app.watch.clone(),
-            ignore,
-        });
-    }
-    if apps.is_empty() {
-        return Ok(None);
-    }
-    Watcher::start(apps, polling)
-        .map(Some)
-        .map_err(|e| e.to_string())
 }
 
 /// Where a run lives in its slot.
@@ -343,7 +295,7 @@ impl Supervisor {
         opts: &RunOptions,
     ) -> Result<Supervisor, String> {
         let mode = opts.mode;
-        let watcher = watching(&plan, opts.poll)?;
+        let watcher = triggers::watching(&plan, opts.poll)?;
         if let Some(w) = &watcher {
             logs::say(&format!(
                 "watching for changes ({} folders)",
@@ -476,109 +428,6 @@ impl Supervisor {
             .map(|i| (a, s, Role::Retiring(i)))
     }
 
-    /// Feeds one input to the slot's instance and carries out the actions.
-    fn apply(&mut self, a: usize, s: usize, input: Input, now: Instant) {
-        let app = &mut self.apps[a];
-        let slot = &mut app.slots[s];
-        let before = slot.phase.run().copied();
-        let was_final = slot.phase.is_final();
-        let phase = std::mem::replace(&mut slot.phase, Phase::Stopped { exit: None });
-        let (next, actions) = slot::step(phase, input, now, &app.settings, &mut slot.history);
-        slot.phase = next;
-        if let Phase::Errored { exit } | Phase::Stopped { exit: Some(exit) } = &slot.phase {
-            if !was_final && *exit != Exit::Code(0) && self.shutdown == Shutdown::Running {
-                self.last_failure = Some(exit.as_code());
-            }
-        }
-        if slot.restart_after_stop && matches!(slot.phase, Phase::Stopped { .. }) {
-            slot.restart_after_stop = false;
-            slot.history = History::default();
-            slot.phase = Phase::Pending { at: now };
-        }
-        for action in actions {
-            self.act(a, s, before, action, now);
-        }
-        let after = self.apps[a].slots[s].phase.run().copied();
-        if let Some(old) = before.filter(|b| Some(b.serial) != after.map(|r| r.serial)) {
-            self.forget(old);
-        }
-    }
-
-    /// Feeds one input to a retiring instance of the slot; drops it once it is gone.
-    fn apply_retiring(&mut self, a: usize, s: usize, i: usize, input: Input, now: Instant) {
-        let app = &mut self.apps[a];
-        let slot = &mut app.slots[s];
-        let phase = slot.retiring.remove(i);
-        let run = phase.run().copied();
-        let mut scratch = History::default();
-        let (next, actions) = slot::step(phase, input, now, &app.settings, &mut scratch);
-        let gone = next.is_final();
-        if !gone {
-            slot.retiring.insert(i, next);
-        }
-        for action in actions {
-            self.act(a, s, run, action, now);
-        }
-        if gone {
-            if let Some(run) = run {
-                self.forget(run);
-            }
-            self.retired(a, s, now);
-        }
-    }
-
-    fn act(&mut self, a: usize, s: usize, target: Option<Run>, action: Action, now: Instant) {
-        match action {
-            Action::Spawn => match self.spawn_run(a, s, now) {
-                Ok(run) => self.apply(a, s, Input::Spawned(run), now),
-                Err(_) => self.apply(a, s, Input::SpawnFailed, now),
-            },
-            Action::AskToStop => {
-                if let Some(run) = target {
-                    self.ask_to_stop(a, run);
-                }
-            }
-            Action::Kill => {
-                if let Some(run) = target {
-                    group::signal(run.pid, Signal::SIGKILL);
-                }
-            }
-            Action::Say(msg) => {
-                let label = self.label(a, s);
-                self.logs.say(&format!("{label} {msg}"));
-                if msg.contains("still waiting") {
-                    self.check.not_ready(&self.apps[a].plan.name, &msg);
-                }
-                if msg.contains("sending SIGKILL") {
-                    self.check.unclean(&label);
-                }
-            }
-            Action::GaveUp(msg) => {
-                let label = self.label(a, s);
-                let app = &mut self.apps[a];
-                if !app.gave_up_said {
-                    app.gave_up_said = true;
-                    self.logs.say(&format!("{label} {msg}"));
-                }
-                self.check.errored(&self.apps[a].plan.name);
-            }
-        }
-    }
-
-    /// `kill_signal` to the run's group, or the IPC message 'shutdown' when the app asks
-    /// for that (also during reloads, where PM2 forgets it).
-    fn ask_to_stop(&mut self, a: usize, run: Run) {
-        let app = &self.apps[a];
-        if app.plan.shutdown_with_message {
-            if let Some(io) = self.runs.get(&run.serial) {
-                if io.send_message(&serde_json::json!("shutdown")).is_ok() {
-                    return;
-                }
-            }
-        }
-        group::signal(run.pid, app.settings.kill_signal);
-    }
-
     fn label(&self, a: usize, s: usize) -> String {
         let app = &self.apps[a];
         if app.plan.instances == 1 {
@@ -607,177 +456,6 @@ impl Supervisor {
             Event::PipeClosed => self.open_pipes -= 1,
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
-        }
-    }
-
-    /// A readiness signal from the run `serial`.
-    fn on_ready(&mut self, serial: u64, by: ReadyBy) {
-        let now = Instant::now();
-        match self.locate(serial) {
-            Some((a, s, Role::Current)) => self.apply(a, s, Input::Ready(by), now),
-            Some((a, _, Role::Successor)) if by.counts(self.apps[a].settings.wait_ready) => {
-                self.rollout_input(a, rollout::Input::Ready(by), now)
-            }
-            _ => {}
-        }
-    }
-
-    fn on_reaped(&mut self, exits: Vec<(i32, Exit)>) {
-        let now = Instant::now();
-        for (pid, exit) in exits {
-            // Not an instance: an orphan handed to hotrun, or the guard. Reaped, nothing more.
-            let Some(&serial) = self.pids.get(&pid) else {
-                continue;
-            };
-            match self.locate(serial) {
-                Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
-                Some((a, _, Role::Successor)) => {
-                    self.rollout_input(a, rollout::Input::Exited(exit), now)
-                }
-                Some((a, s, Role::Retiring(i))) => {
-                    self.apply_retiring(a, s, i, Input::Exited(exit), now)
-                }
-                None => {}
-            }
-        }
-    }
-
-    fn on_stop_signal(&mut self, sig: Signal) {
-        match self.shutdown {
-            Shutdown::Running => {
-                self.logs.say(&format!(
-                    "{} received: stopping every instance (again to kill at once)",
-                    sig.as_str()
-                ));
-                self.stop_all();
-            }
-            Shutdown::Graceful | Shutdown::Immediate => {
-                self.shutdown = Shutdown::Immediate;
-                self.logs.say(&format!(
-                    "{} received again: killing every instance",
-                    sig.as_str()
-                ));
-                for app in &self.apps {
-                    for slot in &app.slots {
-                        for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
-                            if let Some(run) = phase.run() {
-                                group::signal(run.pid, Signal::SIGKILL);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Graceful stop of everything (SIGTERM, SIGINT, `hotrun stop`, the end of a check).
-    fn stop_all(&mut self) {
-        if self.shutdown != Shutdown::Running {
-            return;
-        }
-        self.shutdown = Shutdown::Graceful;
-        let now = Instant::now();
-        for a in 0..self.apps.len() {
-            self.abort_rollout(a, "hotrun is stopping", now);
-            for s in 0..self.apps[a].slots.len() {
-                self.apps[a].slots[s].restart_after_stop = false;
-                self.apply(a, s, Input::Stop, now);
-            }
-        }
-    }
-
-    fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        let response = match request {
-            Request::Status => Response::status(self.status_json()),
-            Request::Stop => {
-                self.logs.say("stop requested: stopping every instance");
-                self.stop_all();
-                Response::ok("stopping")
-            }
-            Request::Reload { apps, wait } => match self.select_apps(&apps) {
-                Err(e) => Response::err(e),
-                Ok(selected) if wait => {
-                    let id = self.next_request;
-                    self.next_request += 1;
-                    self.replies.insert(
-                        id,
-                        PendingReply {
-                            remaining: selected.len(),
-                            failures: Vec::new(),
-                            reply: Some(reply),
-                        },
-                    );
-                    for a in selected {
-                        self.request_reload(a, rollout::Trigger::Command, Some(id));
-                    }
-                    return;
-                }
-                Ok(selected) => {
-                    for a in selected {
-                        self.request_reload(a, rollout::Trigger::Command, None);
-                    }
-                    Response::ok("reload requested")
-                }
-            },
-            Request::Restart { apps } => match self.select_apps(&apps) {
-                Err(e) => Response::err(e),
-                Ok(selected) => {
-                    self.restart_apps(&selected);
-                    Response::ok("restarting")
-                }
-            },
-            Request::Instance { token, event, .. } => {
-                if let Ok(serial) = token.parse::<u64>() {
-                    match event.as_str() {
-                        "ready" => self.on_ready(serial, ReadyBy::Message),
-                        "listening" => self.on_ready(serial, ReadyBy::Listen),
-                        _ => {}
-                    }
-                }
-                Response::ok("noted")
-            }
-        };
-        let _ = reply.send(response);
-    }
-
-    /// The app indexes named in a request (all when empty), or an error naming the unknown.
-    fn select_apps(&self, names: &[String]) -> Result<Vec<usize>, String> {
-        if names.is_empty() {
-            return Ok((0..self.apps.len()).collect());
-        }
-        names
-            .iter()
-            .map(|n| {
-                self.apps
-                    .iter()
-                    .position(|a| &a.plan.name == n)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            self.apps.iter().map(|a| a.plan.name.as_str()).collect();
-                        format!("no app named {n} (apps: {})", known.join(", "))
-                    })
-            })
-            .collect()
-    }
-
-    /// `hotrun restart`: stop, then start (not zero-downtime, as in PM2).
-    fn restart_apps(&mut self, apps: &[usize]) {
-        let now = Instant::now();
-        for &a in apps {
-            self.logs.say(&format!(
-                "{}: restart requested: stop, then start",
-                self.apps[a].plan.name
-            ));
-            for s in 0..self.apps[a].slots.len() {
-                let slot = &mut self.apps[a].slots[s];
-                if slot.phase.is_final() {
-                    slot.history = History::default();
-                    slot.phase = Phase::Pending { at: now };
-                } else {
-                    slot.restart_after_stop = true;
-                    self.apply(a, s, Input::Stop, now);
-                }
-            }
         }
     }
 
@@ -820,14 +498,6 @@ impl Supervisor {
         self.drive_check(now);
     }
 
-    /// A line typed in `hotrun watch`: `rs` reloads every app (nodemon's habit).
-    fn on_console(&mut self, line: &str) {
-        if line.trim() == "rs" {
-            self.logs.say("rs: reloading every app");
-            self.reload_all(rollout::Trigger::Console);
-        }
-    }
-
     /// hotrun's exit code once every slot has ended and the output is drained.
     fn finished(&mut self, now: Instant) -> Option<i32> {
         let all_final = self.apps.iter().all(|app| {
@@ -861,48 +531,4 @@ impl Supervisor {
 }
 
 #[cfg(test)]
-pub(crate) mod tests_support {
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
-    use crate::plan::{AppPlan, Command, ExecMode, LogPlan};
-
-    /// A plain one-instance app, for tests to adjust.
-    pub fn app() -> AppPlan {
-        AppPlan {
-            name: "app".into(),
-            script: "/srv/app.js".into(),
-            args: vec![],
-            cwd: "/srv".into(),
-            interpreter: Some("node".into()),
-            interpreter_args: vec![],
-            command: Command {
-                program: "node".into(),
-                args: vec!["/srv/app.js".into()],
-            },
-            instances: 1,
-            exec_mode: ExecMode::Fork,
-            wait_ready: false,
-            listen_timeout: Duration::from_millis(3000),
-            kill_timeout: Duration::from_millis(1600),
-            kill_signal: nix::sys::signal::Signal::SIGINT,
-            shutdown_with_message: false,
-            max_memory_restart: None,
-            autorestart: true,
-            max_restarts: 16,
-            min_uptime: Duration::from_millis(1000),
-            restart_delay: Duration::ZERO,
-            exp_backoff_restart_delay: None,
-            stop_exit_codes: vec![],
-            watch: vec![],
-            ignore_watch: vec![],
-            watch_delay: Duration::from_millis(100),
-            watch_poll: None,
-            env: BTreeMap::new(),
-            instance_var: "NODE_APP_INSTANCE".into(),
-            port: None,
-            listen: vec![],
-            logs: LogPlan::default(),
-        }
-    }
-}
+pub(crate) mod tests_support;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::rollout::Trigger;
 use super::slot::Phase;
 use super::Supervisor;
+use crate::logs;
 use crate::memory;
+use crate::plan::Plan;
 
 /// How many changed paths a reload's log line names.
 const SHOWN_PATHS: usize = 3;
@@ -210,6 +212,59 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Waits for the watcher's events; forever when nothing is watched.
+pub(super) async fn wait_fs(wake: &Option<std::sync::Arc<tokio::sync::Notify>>) {
+    match wake {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The watcher of every app that watches, or none.
+pub(super) fn watching(
+    plan: &Plan,
+    poll: Option<Duration>,
+) -> Result<Option<crate::watch::Watcher>, String> {
+    use crate::watch::{AppWatch, IgnoreSet, Watcher};
+    let mut apps = Vec::new();
+    let mut polling = poll;
+    for (i, app) in plan.apps.iter().enumerate() {
+        if app.watch.is_empty() {
+            continue;
+        }
+        let logs: Vec<_> = [&app.logs.out_file, &app.logs.error_file, &app.logs.log_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let ignore = IgnoreSet::new(&app.cwd, &app.ignore_watch, &logs)
+            .map_err(|e| format!("{}: {e}", app.name))?;
+        for root in &app.watch {
+            if !root.exists() {
+                logs::say(&format!(
+                    "{}: watch path {} does not exist",
+                    app.name,
+                    root.display()
+                ));
+            }
+        }
+        if let Some(p) = app.watch_poll {
+            polling = Some(polling.map_or(p, |q| q.min(p)));
+        }
+        apps.push(AppWatch {
+            app: i,
+            roots: app.watch.clone(),
+            ignore,
+        });
+    }
+    if apps.is_empty() {
+        return Ok(None);
+    }
+    Watcher::start(apps, polling)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

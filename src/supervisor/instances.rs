@@ -1,0 +1,207 @@
+//! What happens to instances: feeding inputs to slots (their own and the retiring ones),
+//! carrying out the actions, exits from the reaper, readiness signals, stop signals.
+
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::restart::History;
+use super::slot::{self, Action, Input, Phase, ReadyBy, Run};
+use super::{rollout, Role, Shutdown, Supervisor};
+use crate::process::group;
+use crate::process::reaper::Exit;
+
+impl Supervisor {
+    /// Feeds one input to the slot's instance and carries out the actions.
+    pub(super) fn apply(&mut self, a: usize, s: usize, input: Input, now: Instant) {
+        let app = &mut self.apps[a];
+        let slot = &mut app.slots[s];
+        let before = slot.phase.run().copied();
+        let was_final = slot.phase.is_final();
+        let phase = std::mem::replace(&mut slot.phase, Phase::Stopped { exit: None });
+        let (next, actions) = slot::step(phase, input, now, &app.settings, &mut slot.history);
+        slot.phase = next;
+        if let Phase::Errored { exit } | Phase::Stopped { exit: Some(exit) } = &slot.phase {
+            if !was_final && *exit != Exit::Code(0) && self.shutdown == Shutdown::Running {
+                self.last_failure = Some(exit.as_code());
+            }
+        }
+        if slot.restart_after_stop && matches!(slot.phase, Phase::Stopped { .. }) {
+            slot.restart_after_stop = false;
+            slot.history = History::default();
+            slot.phase = Phase::Pending { at: now };
+        }
+        for action in actions {
+            self.act(a, s, before, action, now);
+        }
+        let after = self.apps[a].slots[s].phase.run().copied();
+        if let Some(old) = before.filter(|b| Some(b.serial) != after.map(|r| r.serial)) {
+            self.forget(old);
+        }
+    }
+
+    /// Feeds one input to a retiring instance of the slot; drops it once it is gone.
+    pub(super) fn apply_retiring(
+        &mut self,
+        a: usize,
+        s: usize,
+        i: usize,
+        input: Input,
+        now: Instant,
+    ) {
+        let app = &mut self.apps[a];
+        let slot = &mut app.slots[s];
+        let phase = slot.retiring.remove(i);
+        let run = phase.run().copied();
+        let mut scratch = History::default();
+        let (next, actions) = slot::step(phase, input, now, &app.settings, &mut scratch);
+        let gone = next.is_final();
+        if !gone {
+            slot.retiring.insert(i, next);
+        }
+        for action in actions {
+            self.act(a, s, run, action, now);
+        }
+        if gone {
+            if let Some(run) = run {
+                self.forget(run);
+            }
+            self.retired(a, s, now);
+        }
+    }
+
+    pub(super) fn act(
+        &mut self,
+        a: usize,
+        s: usize,
+        target: Option<Run>,
+        action: Action,
+        now: Instant,
+    ) {
+        match action {
+            Action::Spawn => match self.spawn_run(a, s, now) {
+                Ok(run) => self.apply(a, s, Input::Spawned(run), now),
+                Err(_) => self.apply(a, s, Input::SpawnFailed, now),
+            },
+            Action::AskToStop => {
+                if let Some(run) = target {
+                    self.ask_to_stop(a, run);
+                }
+            }
+            Action::Kill => {
+                if let Some(run) = target {
+                    group::signal(run.pid, Signal::SIGKILL);
+                }
+            }
+            Action::Say(msg) => {
+                let label = self.label(a, s);
+                self.logs.say(&format!("{label} {msg}"));
+                if msg.contains("still waiting") {
+                    self.check.not_ready(&self.apps[a].plan.name, &msg);
+                }
+                if msg.contains("sending SIGKILL") {
+                    self.check.unclean(&label);
+                }
+            }
+            Action::GaveUp(msg) => {
+                let label = self.label(a, s);
+                let app = &mut self.apps[a];
+                if !app.gave_up_said {
+                    app.gave_up_said = true;
+                    self.logs.say(&format!("{label} {msg}"));
+                }
+                self.check.errored(&self.apps[a].plan.name);
+            }
+        }
+    }
+
+    /// `kill_signal` to the run's group, or the IPC message 'shutdown' when the app asks
+    /// for that (also during reloads, where PM2 forgets it).
+    pub(super) fn ask_to_stop(&mut self, a: usize, run: Run) {
+        let app = &self.apps[a];
+        if app.plan.shutdown_with_message {
+            if let Some(io) = self.runs.get(&run.serial) {
+                if io.send_message(&serde_json::json!("shutdown")).is_ok() {
+                    return;
+                }
+            }
+        }
+        group::signal(run.pid, app.settings.kill_signal);
+    }
+
+    /// A readiness signal from the run `serial`.
+    pub(super) fn on_ready(&mut self, serial: u64, by: ReadyBy) {
+        let now = Instant::now();
+        match self.locate(serial) {
+            Some((a, s, Role::Current)) => self.apply(a, s, Input::Ready(by), now),
+            Some((a, _, Role::Successor)) if by.counts(self.apps[a].settings.wait_ready) => {
+                self.rollout_input(a, rollout::Input::Ready(by), now)
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_reaped(&mut self, exits: Vec<(i32, Exit)>) {
+        let now = Instant::now();
+        for (pid, exit) in exits {
+            // Not an instance: an orphan handed to hotrun, or the guard. Reaped, nothing more.
+            let Some(&serial) = self.pids.get(&pid) else {
+                continue;
+            };
+            match self.locate(serial) {
+                Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
+                Some((a, _, Role::Successor)) => {
+                    self.rollout_input(a, rollout::Input::Exited(exit), now)
+                }
+                Some((a, s, Role::Retiring(i))) => {
+                    self.apply_retiring(a, s, i, Input::Exited(exit), now)
+                }
+                None => {}
+            }
+        }
+    }
+
+    pub(super) fn on_stop_signal(&mut self, sig: Signal) {
+        match self.shutdown {
+            Shutdown::Running => {
+                self.logs.say(&format!(
+                    "{} received: stopping every instance (again to kill at once)",
+                    sig.as_str()
+                ));
+                self.stop_all();
+            }
+            Shutdown::Graceful | Shutdown::Immediate => {
+                self.shutdown = Shutdown::Immediate;
+                self.logs.say(&format!(
+                    "{} received again: killing every instance",
+                    sig.as_str()
+                ));
+                for app in &self.apps {
+                    for slot in &app.slots {
+                        for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
+                            if let Some(run) = phase.run() {
+                                group::signal(run.pid, Signal::SIGKILL);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Graceful stop of everything (SIGTERM, SIGINT, `hotrun stop`, the end of a check).
+    pub(super) fn stop_all(&mut self) {
+        if self.shutdown != Shutdown::Running {
+            return;
+        }
+        self.shutdown = Shutdown::Graceful;
+        let now = Instant::now();
+        for a in 0..self.apps.len() {
+            self.abort_rollout(a, "hotrun is stopping", now);
+            for s in 0..self.apps[a].slots.len() {
+                self.apps[a].slots[s].restart_after_stop = false;
+                self.apply(a, s, Input::Stop, now);
+            }
+        }
+    }
+}

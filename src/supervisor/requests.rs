@@ -1,0 +1,116 @@
+//! Requests from the control socket and the console: status, reload, restart, stop, and
+//! the preload module's reports from instances without an IPC channel.
+
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::restart::History;
+use super::slot::{Input, Phase, ReadyBy};
+use super::{rollout, PendingReply, Supervisor};
+use crate::control::protocol::{Request, Response};
+
+impl Supervisor {
+    pub(super) fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let response = match request {
+            Request::Status => Response::status(self.status_json()),
+            Request::Stop => {
+                self.logs.say("stop requested: stopping every instance");
+                self.stop_all();
+                Response::ok("stopping")
+            }
+            Request::Reload { apps, wait } => match self.select_apps(&apps) {
+                Err(e) => Response::err(e),
+                Ok(selected) if wait => {
+                    let id = self.next_request;
+                    self.next_request += 1;
+                    self.replies.insert(
+                        id,
+                        PendingReply {
+                            remaining: selected.len(),
+                            failures: Vec::new(),
+                            reply: Some(reply),
+                        },
+                    );
+                    for a in selected {
+                        self.request_reload(a, rollout::Trigger::Command, Some(id));
+                    }
+                    return;
+                }
+                Ok(selected) => {
+                    for a in selected {
+                        self.request_reload(a, rollout::Trigger::Command, None);
+                    }
+                    Response::ok("reload requested")
+                }
+            },
+            Request::Restart { apps } => match self.select_apps(&apps) {
+                Err(e) => Response::err(e),
+                Ok(selected) => {
+                    self.restart_apps(&selected);
+                    Response::ok("restarting")
+                }
+            },
+            Request::Instance { token, event, .. } => {
+                if let Ok(serial) = token.parse::<u64>() {
+                    match event.as_str() {
+                        "ready" => self.on_ready(serial, ReadyBy::Message),
+                        "listening" => self.on_ready(serial, ReadyBy::Listen),
+                        _ => {}
+                    }
+                }
+                Response::ok("noted")
+            }
+        };
+        let _ = reply.send(response);
+    }
+
+    /// The app indexes named in a request (all when empty), or an error naming the unknown.
+    pub(super) fn select_apps(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        if names.is_empty() {
+            return Ok((0..self.apps.len()).collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.apps
+                    .iter()
+                    .position(|a| &a.plan.name == n)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            self.apps.iter().map(|a| a.plan.name.as_str()).collect();
+                        format!("no app named {n} (apps: {})", known.join(", "))
+                    })
+            })
+            .collect()
+    }
+
+    /// `hotrun restart`: stop, then start (not zero-downtime, as in PM2).
+    pub(super) fn restart_apps(&mut self, apps: &[usize]) {
+        let now = Instant::now();
+        for &a in apps {
+            self.logs.say(&format!(
+                "{}: restart requested: stop, then start",
+                self.apps[a].plan.name
+            ));
+            for s in 0..self.apps[a].slots.len() {
+                let slot = &mut self.apps[a].slots[s];
+                if slot.phase.is_final() {
+                    slot.history = History::default();
+                    slot.phase = Phase::Pending { at: now };
+                } else {
+                    slot.restart_after_stop = true;
+                    self.apply(a, s, Input::Stop, now);
+                }
+            }
+        }
+    }
+
+    /// A line typed in `hotrun watch`: `rs` reloads every app (nodemon's habit).
+    pub(super) fn on_console(&mut self, line: &str) {
+        if line.trim() == "rs" {
+            self.logs.say("rs: reloading every app");
+            self.reload_all(rollout::Trigger::Console);
+        }
+    }
+}
