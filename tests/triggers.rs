@@ -235,10 +235,7 @@ fn a_huge_node_modules_costs_no_watches() {
     h.wait_for("watching for changes");
     // The root and its 4 kept folders; not one of the 20,200 under node_modules.
     let watches = inotify_watches(h.pid());
-    assert!(
-        (5..=7).contains(&watches),
-        "{watches} inotify watches"
-    );
+    assert!((5..=7).contains(&watches), "{watches} inotify watches");
 }
 
 #[test]
