@@ -70,6 +70,9 @@ pub enum CommandKind {
         /// Return at once instead of waiting until the reload is done.
         #[arg(long)]
         no_wait: bool,
+        /// Print what a reload would change (configuration re-read), and change nothing.
+        #[arg(long, conflicts_with = "no_wait")]
+        dry_run: bool,
     },
     /// Ask the running hotrun to stop, then start apps again (not zero-downtime, as PM2).
     Restart {

@@ -7,6 +7,7 @@ use crate::cli::Global;
 use crate::config::{self, LoadOptions};
 use crate::control::client;
 use crate::control::protocol::Request;
+use crate::supervisor::replan::Source;
 use crate::supervisor::{self, Mode, RunOptions};
 use crate::{exit, logs};
 
@@ -62,6 +63,18 @@ pub fn show_config(global: &Global, json: bool) -> i32 {
 fn run_options(global: &Global, mode: Mode) -> RunOptions {
     let mut opts = RunOptions::new(mode);
     opts.memory_interval = std::time::Duration::from_millis(global.memory_interval);
+    // Reloads read the same file again, with the profile chosen now.
+    if let Ok(load) = options(global) {
+        if let Ok((path, _, _)) = config::find(&load) {
+            let mut load = load;
+            load.config = Some(path);
+            opts.source = Some(Source {
+                opts: load,
+                watch_all: false,
+                instances: None,
+            });
+        }
+    }
     opts
 }
 
@@ -73,21 +86,19 @@ pub fn run(global: &Global, mode: Mode) -> i32 {
     }
 }
 
-/// `hotrun watch`: the same runner, watching every app (its `watch` paths, or its cwd).
+/// `hotrun watch`: the same runner, watching every app (its `watch` paths, or its cwd)
+/// and the ecosystem file itself.
 pub fn watch(global: &Global, instances: Option<u32>, poll: bool) -> i32 {
     let mut plan = match load(global) {
         Ok(loaded) => loaded.plan,
         Err(code) => return code,
     };
-    for app in &mut plan.apps {
-        if app.watch.is_empty() {
-            app.watch = vec![app.cwd.clone()];
-        }
-        if let Some(n) = instances {
-            app.instances = n;
-        }
-    }
     let mut opts = run_options(global, Mode::Serve);
+    if let Some(source) = opts.source.as_mut() {
+        source.watch_all = true;
+        source.instances = instances;
+        source.adjust(&mut plan);
+    }
     opts.console = true;
     opts.poll = poll.then(|| std::time::Duration::from_millis(100));
     logs::say("watch mode: type rs + Enter to reload every app, Ctrl-C to stop");
@@ -131,10 +142,11 @@ pub fn control(global: &Global, request: Request) -> i32 {
     }
 }
 
-pub fn reload(global: &Global, names: &[String], no_wait: bool) -> i32 {
+pub fn reload(global: &Global, names: &[String], no_wait: bool, dry_run: bool) -> i32 {
     let request = Request::Reload {
         apps: apps(global, names),
         wait: !no_wait,
+        dry_run,
     };
     control(global, request)
 }

@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         Some(CommandKind::Run) | None => commands::run(g, Mode::Serve),
         Some(CommandKind::Watch { instances, poll }) => commands::watch(g, *instances, *poll),
         Some(CommandKind::Check { reloads }) => commands::run(g, Mode::Check { reloads: *reloads }),
-        Some(CommandKind::Reload { apps, no_wait }) => commands::reload(g, apps, *no_wait),
+        Some(CommandKind::Reload {
+            apps,
+            no_wait,
+            dry_run,
+        }) => commands::reload(g, apps, *no_wait, *dry_run),
         Some(CommandKind::Restart { apps }) => commands::restart(g, apps),
         Some(CommandKind::Stop) => commands::control(g, Request::Stop),
         Some(CommandKind::Status { json }) => commands::status(g, *json),

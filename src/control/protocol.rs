@@ -19,6 +19,9 @@ pub enum Request {
         apps: Vec<String>,
         #[serde(default)]
         wait: bool,
+        /// Say what a reload would change; change nothing.
+        #[serde(default)]
+        dry_run: bool,
     },
     /// Stop, then start these apps (all when empty): not zero-downtime, as in PM2.
     Restart {
@@ -90,6 +93,7 @@ mod tests {
                 Some(Request::Reload {
                     apps: vec!["web".into()],
                     wait: true,
+                    dry_run: false,
                 }),
             ),
             (
@@ -97,6 +101,7 @@ mod tests {
                 Some(Request::Reload {
                     apps: vec![],
                     wait: false,
+                    dry_run: false,
                 }),
             ),
             (r#"{"cmd":"stop"}"#, Some(Request::Stop)),

@@ -96,6 +96,20 @@ impl LogSink {
         }
     }
 
+    /// Sets (or adds, at the end) the app at `index`, after its plan changed.
+    pub fn set_app(&mut self, index: usize, app: &AppPlan, pm_id_base: u32) {
+        let log = AppLog::new(app, index, pm_id_base);
+        if index < self.apps.len() {
+            self.apps[index] = log;
+        } else {
+            self.apps.push(log);
+        }
+        let id_width = app.instances.saturating_sub(1);
+        self.width = self
+            .width
+            .max(prefix_of(&app.name, app.instances == 1, id_width).len());
+    }
+
     /// One line of an instance's output (without its newline).
     pub fn line(&mut self, app: usize, id: u32, stream: Stream, text: &[u8]) {
         let Some(log) = self.apps.get(app) else {

@@ -19,9 +19,12 @@ enum Stage {
     /// Not a check run.
     Off,
     WaitingReady,
+    /// `expected` apps are being reloaded (unknown while the request is being made);
+    /// `finished` of them are done.
     Reloading {
         started: Instant,
-        pending: usize,
+        expected: Option<usize>,
+        finished: usize,
     },
     Stopping,
 }
@@ -78,11 +81,8 @@ impl CheckState {
         if let Some(e) = error {
             self.fail(e);
         }
-        if let Stage::Reloading { started, pending } = self.stage {
-            self.stage = Stage::Reloading {
-                started,
-                pending: pending.saturating_sub(1),
-            };
+        if let Stage::Reloading { finished, .. } = &mut self.stage {
+            *finished += 1;
         }
     }
 }
@@ -117,8 +117,9 @@ impl Supervisor {
             }
             Stage::Reloading {
                 started,
-                pending: 0,
-            } => {
+                expected: Some(n),
+                finished,
+            } if finished >= n => {
                 self.check
                     .report
                     .reloads
@@ -136,9 +137,13 @@ impl Supervisor {
         self.check.reloads_left -= 1;
         self.check.stage = Stage::Reloading {
             started: now,
-            pending: self.apps.len(),
+            expected: None,
+            finished: 0,
         };
-        self.reload_all(super::rollout::Trigger::Check);
+        let rolled = self.reload_apps(None, super::rollout::Trigger::Check, None);
+        if let Stage::Reloading { expected, .. } = &mut self.check.stage {
+            *expected = Some(rolled);
+        }
     }
 
     fn finish_check(&mut self) {

@@ -17,6 +17,7 @@ mod check;
 mod console;
 mod instances;
 mod reloads;
+pub mod replan;
 mod requests;
 pub mod restart;
 pub mod rollout;
@@ -26,6 +27,7 @@ mod status;
 mod triggers;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -69,6 +71,8 @@ pub struct RunOptions {
     pub memory_interval: Duration,
     /// Read `rs` + Enter from stdin to reload every app (`hotrun watch`).
     pub console: bool,
+    /// Where the plan came from: reloads read it again. `None`: reloads keep the plan.
+    pub source: Option<replan::Source>,
 }
 
 impl RunOptions {
@@ -78,6 +82,7 @@ impl RunOptions {
             poll: None,
             memory_interval: Duration::from_secs(1),
             console: false,
+            source: None,
         }
     }
 }
@@ -113,7 +118,24 @@ struct SlotState {
     retiring: Vec<Phase>,
     /// `hotrun restart`: start again once stopped.
     restart_after_stop: bool,
+    /// Scaled away: stopping, then dropped.
+    surplus: bool,
     memory: triggers::MemoryHistory,
+}
+
+impl SlotState {
+    fn new(id: u32, pm_id: u32, now: Instant) -> SlotState {
+        SlotState {
+            id,
+            pm_id,
+            phase: Phase::Pending { at: now },
+            history: History::default(),
+            retiring: Vec::new(),
+            restart_after_stop: false,
+            surplus: false,
+            memory: Default::default(),
+        }
+    }
 }
 
 /// The result of the last reload of an app.
@@ -138,6 +160,41 @@ struct AppState {
     last_reload: Option<LastReload>,
     /// File changes waiting for the end of their debounce window.
     changes: Option<triggers::Changes>,
+    /// The plan read at the last reload request, applied when its rollout begins.
+    next_plan: Option<AppPlan>,
+    /// Gone from the ecosystem file (stopped; kept so indexes stay valid).
+    removed: bool,
+}
+
+impl AppState {
+    fn new(plan: AppPlan, ports: Vec<ListenAddr>, slots: Vec<SlotState>) -> AppState {
+        AppState {
+            settings: settings_of(&plan, &ports, false),
+            plan,
+            slots,
+            gave_up_said: false,
+            ports,
+            rollout: None,
+            queue: Queue::default(),
+            reloads: 0,
+            last_reload: None,
+            changes: None,
+            next_plan: None,
+            removed: false,
+        }
+    }
+}
+
+/// The slot settings of an app; `learned` = its instances asked for a port already.
+fn settings_of(app: &AppPlan, ports: &[ListenAddr], learned: bool) -> Settings {
+    Settings {
+        policy: restart::Policy::of(app),
+        wait_ready: app.wait_ready,
+        expect_listen: learned || runs::expects_listen(app, ports),
+        listen_timeout: app.listen_timeout,
+        kill_timeout: app.kill_timeout,
+        kill_signal: app.kill_signal,
+    }
 }
 
 /// Whether hotrun is stopping.
@@ -178,6 +235,12 @@ struct Supervisor {
     mode: Mode,
     check: check::CheckState,
     watcher: Option<crate::watch::Watcher>,
+    /// Wakes the loop when the watcher has events (shared by every watcher built).
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    poll: Option<Duration>,
+    /// Where the plan came from, to read it again at each reload.
+    source: Option<replan::Source>,
+    next_pm_id: u32,
     memory_interval: Duration,
     /// The next memory sample, when an app has `max_memory_restart`.
     memory_check_at: Option<Instant>,
@@ -251,7 +314,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             return crate::exit::FAILURE;
         }
     };
-    let fs_events = sup.watcher.as_ref().map(|w| w.wake());
+    let fs_events = Some(sup.wake.clone());
     let (console_tx, mut console_rx) = mpsc::channel::<String>(8);
     if opts.console {
         console::read_lines(console_tx);
@@ -269,7 +332,9 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
             _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM),
             _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT),
-            _ = sighup.recv() => sup.reload_all(rollout::Trigger::Signal),
+            _ = sighup.recv() => {
+                sup.reload_apps(None, rollout::Trigger::Signal, None);
+            }
             _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
             Some(line) = console_rx.recv() => sup.on_console(&line),
             _ = tokio::time::sleep_until(wake.into()) => {}
@@ -295,14 +360,19 @@ impl Supervisor {
         opts: &RunOptions,
     ) -> Result<Supervisor, String> {
         let mode = opts.mode;
-        let watcher = triggers::watching(&plan, opts.poll)?;
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let watch_config = opts
+            .source
+            .as_ref()
+            .filter(|s| s.watch_all)
+            .map(|_| plan.config.clone());
+        let watcher = triggers::watching(&plan, watch_config, opts.poll, wake.clone())?;
         if let Some(w) = &watcher {
             logs::say(&format!(
                 "watching for changes ({} folders)",
                 w.watch_count()
             ));
         }
-        let has_limits = plan.apps.iter().any(|a| a.max_memory_restart.is_some());
         let logs = LogSink::new(&plan);
         let now = Instant::now();
         let mut listeners = Listeners::default();
@@ -322,36 +392,10 @@ impl Supervisor {
             let slots = (0..app.instances)
                 .map(|id| {
                     pm_id += 1;
-                    SlotState {
-                        id,
-                        pm_id: pm_id - 1,
-                        phase: Phase::Pending { at: now },
-                        history: History::default(),
-                        retiring: Vec::new(),
-                        restart_after_stop: false,
-                        memory: Default::default(),
-                    }
+                    SlotState::new(id, pm_id - 1, now)
                 })
                 .collect();
-            apps.push(AppState {
-                settings: Settings {
-                    policy: restart::Policy::of(&app),
-                    wait_ready: app.wait_ready,
-                    expect_listen: runs::expects_listen(&app, &ports),
-                    listen_timeout: app.listen_timeout,
-                    kill_timeout: app.kill_timeout,
-                    kill_signal: app.kill_signal,
-                },
-                plan: app,
-                slots,
-                gave_up_said: false,
-                ports,
-                rollout: None,
-                queue: Queue::default(),
-                reloads: 0,
-                last_reload: None,
-                changes: None,
-            });
+            apps.push(AppState::new(app, ports, slots));
         }
         Ok(Supervisor {
             apps,
@@ -372,9 +416,47 @@ impl Supervisor {
             mode,
             check: check::CheckState::new(mode),
             watcher,
+            wake,
+            poll: opts.poll,
+            source: opts.source.clone(),
+            next_pm_id: pm_id,
             memory_interval: opts.memory_interval,
-            memory_check_at: has_limits.then(|| now + opts.memory_interval),
+            memory_check_at: Some(now + opts.memory_interval),
         })
+    }
+
+    /// Builds the watcher again from the apps' current plans (their watch settings changed).
+    fn rebuild_watcher(&mut self) {
+        let plan = Plan {
+            config: self
+                .source
+                .as_ref()
+                .map(|s| s.opts.config.clone().unwrap_or_default())
+                .unwrap_or_default(),
+            profile: None,
+            apps: self
+                .apps
+                .iter()
+                .map(|a| {
+                    let mut p = a.plan.clone();
+                    if a.removed {
+                        p.watch.clear();
+                    }
+                    p
+                })
+                .collect(),
+        };
+        let config = self
+            .watcher
+            .as_ref()
+            .and_then(|w| w.config_file().map(Path::to_path_buf));
+        self.watcher = None;
+        match triggers::watching(&plan, config, self.poll, self.wake.clone()) {
+            Ok(w) => self.watcher = w,
+            Err(e) => self
+                .logs
+                .say(&format!("cannot watch for changes any more: {e}")),
+        }
     }
 
     /// The earliest instant anything needs a tick (a minute away when nothing does).
@@ -494,6 +576,9 @@ impl Supervisor {
         if self.memory_check_at.is_some_and(|t| t <= now) {
             self.memory_check_at = Some(now + self.memory_interval);
             self.check_memory(now);
+        }
+        for a in 0..self.apps.len() {
+            self.drop_stopped_surplus(a);
         }
         self.drive_check(now);
     }

@@ -12,13 +12,6 @@ use crate::process::group;
 use nix::sys::signal::Signal;
 
 impl Supervisor {
-    /// SIGHUP: every app.
-    pub(super) fn reload_all(&mut self, trigger: Trigger) {
-        for a in 0..self.apps.len() {
-            self.request_reload(a, trigger.clone(), None);
-        }
-    }
-
     /// A reload request for app `a`; `waiter` is a pending `hotrun reload` to answer.
     pub(super) fn request_reload(&mut self, a: usize, trigger: Trigger, waiter: Option<u64>) {
         if self.shutdown != super::Shutdown::Running {
@@ -44,9 +37,22 @@ impl Supervisor {
 
     fn begin_rollout(&mut self, a: usize, trigger: Trigger) {
         let now = Instant::now();
+        if let Some(plan) = self.apps[a].next_plan.take() {
+            if let Err(e) = self.apply_plan(a, plan, now) {
+                self.logs.say(&e);
+                return self.rollout_done(a, &trigger, Some((0, e)), now);
+            }
+        }
         let app = &mut self.apps[a];
         let name = app.plan.name.clone();
-        let slots = trigger.slots(app.slots.len());
+        // Slots scaled away or just added are not rolled.
+        let slots: Vec<usize> = trigger
+            .slots(app.slots.len())
+            .into_iter()
+            .filter(|&s| {
+                !app.slots[s].surplus && !matches!(app.slots[s].phase, Phase::Pending { .. })
+            })
+            .collect();
         if slots.is_empty() {
             return self.rollout_done(a, &trigger, None, now);
         }

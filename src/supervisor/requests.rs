@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::restart::History;
 use super::slot::{Input, Phase, ReadyBy};
-use super::{rollout, PendingReply, Supervisor};
+use super::{rollout, Supervisor};
 use crate::control::protocol::{Request, Response};
 
 impl Supervisor {
@@ -19,29 +19,23 @@ impl Supervisor {
                 self.stop_all();
                 Response::ok("stopping")
             }
-            Request::Reload { apps, wait } => match self.select_apps(&apps) {
+            Request::Reload {
+                apps,
+                wait,
+                dry_run,
+            } => match self.select_apps(&apps) {
                 Err(e) => Response::err(e),
-                Ok(selected) if wait => {
-                    let id = self.next_request;
-                    self.next_request += 1;
-                    self.replies.insert(
-                        id,
-                        PendingReply {
-                            remaining: selected.len(),
-                            failures: Vec::new(),
-                            reply: Some(reply),
-                        },
-                    );
-                    for a in selected {
-                        self.request_reload(a, rollout::Trigger::Command, Some(id));
-                    }
-                    return;
-                }
                 Ok(selected) => {
-                    for a in selected {
-                        self.request_reload(a, rollout::Trigger::Command, None);
+                    let scope = (!apps.is_empty()).then_some(selected);
+                    if dry_run {
+                        self.dry_run(scope)
+                    } else if wait {
+                        self.reload_apps(scope, rollout::Trigger::Command, Some(reply));
+                        return;
+                    } else {
+                        self.reload_apps(scope, rollout::Trigger::Command, None);
+                        Response::ok("reload requested")
                     }
-                    Response::ok("reload requested")
                 }
             },
             Request::Restart { apps } => match self.select_apps(&apps) {
@@ -68,17 +62,21 @@ impl Supervisor {
     /// The app indexes named in a request (all when empty), or an error naming the unknown.
     pub(super) fn select_apps(&self, names: &[String]) -> Result<Vec<usize>, String> {
         if names.is_empty() {
-            return Ok((0..self.apps.len()).collect());
+            return Ok(self.live_apps());
         }
         names
             .iter()
             .map(|n| {
                 self.apps
                     .iter()
-                    .position(|a| &a.plan.name == n)
+                    .position(|a| &a.plan.name == n && !a.removed)
                     .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            self.apps.iter().map(|a| a.plan.name.as_str()).collect();
+                        let known: Vec<&str> = self
+                            .apps
+                            .iter()
+                            .filter(|a| !a.removed)
+                            .map(|a| a.plan.name.as_str())
+                            .collect();
                         format!("no app named {n} (apps: {})", known.join(", "))
                     })
             })
@@ -110,7 +108,7 @@ impl Supervisor {
     pub(super) fn on_console(&mut self, line: &str) {
         if line.trim() == "rs" {
             self.logs.say("rs: reloading every app");
-            self.reload_all(rollout::Trigger::Console);
+            self.reload_apps(None, rollout::Trigger::Console, None);
         }
     }
 }

@@ -24,6 +24,7 @@ impl Supervisor {
         let apps: Vec<Value> = self
             .apps
             .iter()
+            .filter(|app| !app.removed)
             .map(|app| {
                 let instances: Vec<Value> = app
                     .slots

@@ -104,12 +104,16 @@ impl Supervisor {
         let Some(watcher) = self.watcher.as_mut() else {
             return;
         };
-        let (changes, errors) = watcher.collect();
-        for e in errors {
+        let found = watcher.collect();
+        for e in &found.errors {
             self.logs.say(&e.to_string());
         }
+        if found.config_changed && self.shutdown == super::Shutdown::Running {
+            self.logs.say("the ecosystem file changed -> reload");
+            self.reload_apps(None, Trigger::Watch, None);
+        }
         let now = Instant::now();
-        for (a, paths) in changes {
+        for (a, paths) in found.changes {
             if self.shutdown != super::Shutdown::Running {
                 break;
             }
@@ -157,14 +161,14 @@ impl Supervisor {
                 app.name,
                 list.join(", ")
             ));
-            self.request_reload(a, Trigger::Watch, None);
+            self.reload_apps(Some(vec![a]), Trigger::Watch, None);
         }
     }
 
     /// Samples every online instance's memory; one over its app's limit is replaced.
     pub(super) fn check_memory(&mut self, now: Instant) {
         let mut targets = Vec::new();
-        for (a, app) in self.apps.iter().enumerate() {
+        for (a, app) in self.apps.iter().enumerate().filter(|(_, a)| !a.removed) {
             let Some(limit) = app.plan.max_memory_restart else {
                 continue;
             };
@@ -225,7 +229,9 @@ pub(super) async fn wait_fs(wake: &Option<std::sync::Arc<tokio::sync::Notify>>) 
 /// The watcher of every app that watches, or none.
 pub(super) fn watching(
     plan: &Plan,
+    config: Option<PathBuf>,
     poll: Option<Duration>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
 ) -> Result<Option<crate::watch::Watcher>, String> {
     use crate::watch::{AppWatch, IgnoreSet, Watcher};
     let mut apps = Vec::new();
@@ -259,10 +265,10 @@ pub(super) fn watching(
             ignore,
         });
     }
-    if apps.is_empty() {
+    if apps.is_empty() && config.is_none() {
         return Ok(None);
     }
-    Watcher::start(apps, polling)
+    Watcher::start(apps, config, polling, wake)
         .map(Some)
         .map_err(|e| e.to_string())
 }

@@ -70,7 +70,17 @@ pub struct Watcher {
     apps: Vec<AppWatch>,
     watched: HashSet<PathBuf>,
     queue: Arc<Mutex<Queue>>,
-    wake: Arc<Notify>,
+    config: Option<PathBuf>,
+}
+
+/// What `collect` found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Changed paths of each app (by its index in the plan).
+    pub changes: Vec<(usize, Vec<PathBuf>)>,
+    /// The ecosystem file changed.
+    pub config_changed: bool,
+    pub errors: Vec<WatchError>,
 }
 
 fn classify(path: &Path, err: notify::Error, held: usize) -> WatchError {
@@ -110,10 +120,16 @@ fn is_change(kind: &EventKind) -> bool {
 impl Watcher {
     /// Starts watching every app's roots. `poll` switches to polling at that interval
     /// (for filesystems without native events).
-    pub fn start(apps: Vec<AppWatch>, poll: Option<Duration>) -> Result<Watcher, WatchError> {
+    /// `config`, when given, is the ecosystem file: its changes are reported apart
+    /// (`hotrun watch` reloads every app then). `wake` is notified when events wait.
+    pub fn start(
+        apps: Vec<AppWatch>,
+        config: Option<PathBuf>,
+        poll: Option<Duration>,
+        wake: Arc<Notify>,
+    ) -> Result<Watcher, WatchError> {
         let queue = Arc::new(Mutex::new(Queue::default()));
-        let wake = Arc::new(Notify::new());
-        let (q, w) = (queue.clone(), wake.clone());
+        let (q, w) = (queue.clone(), wake);
         let handler = move |res: notify::Result<Event>| {
             let mut queue = q.lock().unwrap_or_else(|e| e.into_inner());
             match res {
@@ -124,14 +140,14 @@ impl Watcher {
             drop(queue);
             w.notify_one();
         };
-        let config = notify::Config::default();
+        let settings = notify::Config::default();
         let inner: Box<dyn notify::Watcher + Send> = match poll {
             Some(interval) => Box::new(
-                notify::PollWatcher::new(handler, config.with_poll_interval(interval))
+                notify::PollWatcher::new(handler, settings.with_poll_interval(interval))
                     .map_err(|e| classify(Path::new("."), e, 0))?,
             ),
             None => Box::new(
-                notify::RecommendedWatcher::new(handler, config)
+                notify::RecommendedWatcher::new(handler, settings)
                     .map_err(|e| classify(Path::new("."), e, 0))?,
             ),
         };
@@ -140,19 +156,22 @@ impl Watcher {
             apps,
             watched: HashSet::new(),
             queue,
-            wake,
+            config: config.clone(),
         };
         for i in 0..watcher.apps.len() {
             for root in watcher.apps[i].roots.clone() {
                 watcher.walk(i, &root, &root)?;
             }
         }
+        if let Some(folder) = config.as_deref().and_then(Path::parent) {
+            watcher.add(folder)?;
+        }
         Ok(watcher)
     }
 
-    /// Wakes the event loop when events are queued.
-    pub fn wake(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// The ecosystem file, when its changes are reported.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
     }
 
     /// How many folders and files are watched.
@@ -198,11 +217,12 @@ impl Watcher {
     /// Takes the queued events and sorts them into changed paths per app; watches
     /// folders that appeared and forgets removed ones. Errors (running out of watches
     /// for a new folder) are returned beside the changes.
-    pub fn collect(&mut self) -> (Vec<(usize, Vec<PathBuf>)>, Vec<WatchError>) {
+    pub fn collect(&mut self) -> Collected {
         let Queue { events, overflow } =
             std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let mut changes: Vec<(usize, Vec<PathBuf>)> = Vec::new();
         let mut errors = Vec::new();
+        let mut config_changed = false;
         let mut note = |app: usize, path: &Path| match changes.iter_mut().find(|(a, _)| *a == app) {
             Some((_, paths)) => {
                 if !paths.iter().any(|p| p == path) {
@@ -238,6 +258,10 @@ impl Watcher {
                 if matches!(event.kind, EventKind::Remove(_)) && self.watched.remove(path) {
                     let _ = self.inner.unwatch(path);
                 }
+                if self.config.as_deref() == Some(path.as_path()) {
+                    config_changed = true;
+                    continue;
+                }
                 for i in 0..self.apps.len() {
                     let Some(root) = self.apps[i]
                         .roots
@@ -261,6 +285,10 @@ impl Watcher {
                 }
             }
         }
-        (changes, errors)
+        Collected {
+            changes,
+            config_changed,
+            errors,
+        }
     }
 }

@@ -1,0 +1,520 @@
+//! Reloads apply what changed. Every whole-app reload (SIGHUP, `hotrun reload`, `rs`, a
+//! file change) first reads the ecosystem file again through the same pipeline as at
+//! start, with the profile chosen then, and compares it with what runs: env (added,
+//! changed, removed keys), script, args, interpreter, cwd, timeouts, watch settings...
+//! A changed `instances` alone scales the app without touching its other instances;
+//! apps added to the file start, apps removed from it stop. A file that no longer loads
+//! touches nothing. (A memory or crash replacement uses the configuration in force.)
+
+use std::time::Instant;
+
+use super::rollout::Trigger;
+use super::slot::Phase;
+use super::{AppState, SlotState, Supervisor};
+use crate::config::{self, LoadOptions};
+use crate::control::protocol::Response;
+use crate::plan::{AppPlan, Plan};
+use crate::sockets::ListenAddr;
+
+/// Where the plan comes from, and how a command adjusts it (`hotrun watch`).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub opts: LoadOptions,
+    /// Watch every app (its `watch` paths, or its cwd).
+    pub watch_all: bool,
+    /// Run this many instances of every app.
+    pub instances: Option<u32>,
+}
+
+impl Source {
+    /// Reads and resolves the ecosystem file; warnings are returned for the caller to say.
+    pub fn load(&self) -> Result<(Plan, Vec<String>), config::ConfigError> {
+        let loaded = config::load(&self.opts)?;
+        let mut plan = loaded.plan;
+        self.adjust(&mut plan);
+        Ok((plan, loaded.warnings))
+    }
+
+    /// The command's own changes to a plan.
+    pub fn adjust(&self, plan: &mut Plan) {
+        for app in &mut plan.apps {
+            if self.watch_all && app.watch.is_empty() {
+                app.watch = vec![app.cwd.clone()];
+            }
+            if let Some(n) = self.instances {
+                app.instances = n;
+            }
+        }
+    }
+}
+
+/// What differs between two plans of one app, in the user's words; empty when nothing
+/// does. Environment values are never shown, only their names.
+pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut env = Vec::new();
+    for (k, v) in &new.env {
+        match old.env.get(k) {
+            None => env.push(format!("{k} added")),
+            Some(o) if o != v => env.push(format!("{k} changed")),
+            _ => {}
+        }
+    }
+    for k in old.env.keys().filter(|k| !new.env.contains_key(*k)) {
+        env.push(format!("{k} removed"));
+    }
+    if !env.is_empty() {
+        out.push(format!("env {}", env.join(", ")));
+    }
+    if old.instances != new.instances {
+        out.push(format!("instances {} -> {}", old.instances, new.instances));
+    }
+    let fields: [(&str, bool); 12] = [
+        ("script", old.script != new.script),
+        ("args", old.args != new.args),
+        ("interpreter", old.interpreter != new.interpreter),
+        (
+            "interpreter_args",
+            old.interpreter_args != new.interpreter_args,
+        ),
+        ("cwd", old.cwd != new.cwd),
+        ("kill_timeout", old.kill_timeout != new.kill_timeout),
+        ("listen_timeout", old.listen_timeout != new.listen_timeout),
+        ("wait_ready", old.wait_ready != new.wait_ready),
+        (
+            "watch",
+            (
+                &old.watch,
+                &old.ignore_watch,
+                old.watch_delay,
+                old.watch_poll,
+            ) != (
+                &new.watch,
+                &new.ignore_watch,
+                new.watch_delay,
+                new.watch_poll,
+            ),
+        ),
+        (
+            "max_memory_restart",
+            old.max_memory_restart != new.max_memory_restart,
+        ),
+        ("port", (old.port, &old.listen) != (new.port, &new.listen)),
+        ("logs", old.logs != new.logs),
+    ];
+    for (name, changed) in fields {
+        if changed {
+            out.push(format!("{name} changed"));
+        }
+    }
+    // Anything else: restart policy, signals, exec mode...
+    let mut rest = new.clone();
+    rest.env = old.env.clone();
+    rest.instances = old.instances;
+    rest.script = old.script.clone();
+    rest.args = old.args.clone();
+    rest.interpreter = old.interpreter.clone();
+    rest.interpreter_args = old.interpreter_args.clone();
+    rest.command = old.command.clone();
+    rest.cwd = old.cwd.clone();
+    rest.kill_timeout = old.kill_timeout;
+    rest.listen_timeout = old.listen_timeout;
+    rest.wait_ready = old.wait_ready;
+    rest.watch = old.watch.clone();
+    rest.ignore_watch = old.ignore_watch.clone();
+    rest.watch_delay = old.watch_delay;
+    rest.watch_poll = old.watch_poll;
+    rest.max_memory_restart = old.max_memory_restart;
+    rest.port = old.port;
+    rest.listen = old.listen.clone();
+    rest.logs = old.logs.clone();
+    if &rest != old {
+        out.push("settings changed".into());
+    }
+    out
+}
+
+/// Only `instances` differs: the app is scaled, its other instances untouched.
+pub fn only_instances_changed(old: &AppPlan, new: &AppPlan) -> bool {
+    let mut same = new.clone();
+    same.instances = old.instances;
+    old.instances != new.instances && &same == old
+}
+
+impl Supervisor {
+    /// A whole-app reload of `scope` (every app when `None`): read the file again, apply
+    /// what changed, then roll. `reply` is a waiting `hotrun reload`. Returns how many
+    /// apps are rolled.
+    pub(super) fn reload_apps(
+        &mut self,
+        scope: Option<Vec<usize>>,
+        trigger: Trigger,
+        reply: Option<tokio::sync::oneshot::Sender<Response>>,
+    ) -> usize {
+        let fresh = match self.source.as_ref().map(Source::load) {
+            None => None,
+            Some(Ok((plan, _warnings))) => Some(plan),
+            Some(Err(e)) => {
+                let msg = format!("reload not started: the ecosystem file does not load: {e}");
+                for line in msg.lines() {
+                    self.logs.say(line);
+                }
+                let selected = scope.unwrap_or_else(|| self.live_apps());
+                for a in selected {
+                    self.record_failed_reload(a, &trigger);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Response::err(msg));
+                }
+                return 0;
+            }
+        };
+        let whole = scope.is_none();
+        let mut selected = scope.unwrap_or_else(|| self.live_apps());
+        if let Some(plan) = fresh {
+            if whole {
+                self.add_and_remove_apps(&plan);
+            }
+            let mut rolled = Vec::with_capacity(selected.len());
+            for a in selected {
+                let Some(new) = plan.apps.iter().find(|p| p.name == self.apps[a].plan.name) else {
+                    continue;
+                };
+                if self.stage(a, new.clone()) {
+                    rolled.push(a);
+                }
+            }
+            selected = rolled;
+        }
+        let waiter = reply.map(|reply| self.waiter(selected.len(), reply));
+        let rolled = selected.len();
+        for a in selected {
+            self.request_reload(a, trigger.clone(), waiter);
+        }
+        rolled
+    }
+
+    /// A pending reply for `n` apps; answered at once when there are none.
+    fn waiter(&mut self, n: usize, reply: tokio::sync::oneshot::Sender<Response>) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        if n == 0 {
+            let _ = reply.send(Response::ok("nothing to reload"));
+            return id;
+        }
+        self.replies.insert(
+            id,
+            super::PendingReply {
+                remaining: n,
+                failures: Vec::new(),
+                reply: Some(reply),
+            },
+        );
+        id
+    }
+
+    /// The apps still in the file.
+    pub(super) fn live_apps(&self) -> Vec<usize> {
+        (0..self.apps.len())
+            .filter(|&a| !self.apps[a].removed)
+            .collect()
+    }
+
+    /// Says what changed for app `a` and keeps the new plan for its next rollout. Returns
+    /// whether the app is to be rolled (not when only `instances` changed: it is scaled).
+    fn stage(&mut self, a: usize, new: AppPlan) -> bool {
+        let app = &self.apps[a];
+        let current = app.next_plan.as_ref().unwrap_or(&app.plan);
+        let changes = describe(current, &new);
+        if !changes.is_empty() {
+            self.logs
+                .say(&format!("{}: {}", new.name, changes.join("; ")));
+        }
+        if only_instances_changed(current, &new) && app.rollout.is_none() {
+            let now = Instant::now();
+            return match self.apply_plan(a, new, now) {
+                Ok(()) => false,
+                Err(e) => {
+                    self.logs.say(&e);
+                    false
+                }
+            };
+        }
+        self.apps[a].next_plan = Some(new);
+        true
+    }
+
+    /// Apps new in the file start (they are not rolled); apps gone from it stop.
+    fn add_and_remove_apps(&mut self, plan: &Plan) {
+        let now = Instant::now();
+        for a in self.live_apps() {
+            if !plan.apps.iter().any(|p| p.name == self.apps[a].plan.name) {
+                self.logs.say(&format!(
+                    "{}: gone from the ecosystem file: stopping it",
+                    self.apps[a].plan.name
+                ));
+                self.apps[a].removed = true;
+                self.abort_rollout(a, "the app was removed from the ecosystem file", now);
+                for s in 0..self.apps[a].slots.len() {
+                    self.apply(a, s, super::slot::Input::Stop, now);
+                }
+            }
+        }
+        for new in &plan.apps {
+            let existing = self.apps.iter().position(|a| a.plan.name == new.name);
+            match existing {
+                Some(a) if self.apps[a].removed => {
+                    self.logs.say(&format!(
+                        "{}: back in the ecosystem file: starting it",
+                        new.name
+                    ));
+                    self.apps[a].removed = false;
+                    if let Err(e) = self.apply_plan(a, new.clone(), now) {
+                        self.logs.say(&e);
+                    }
+                    for slot in &mut self.apps[a].slots {
+                        if slot.phase.is_final() {
+                            slot.phase = Phase::Pending { at: now };
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    self.logs.say(&format!(
+                        "{}: new in the ecosystem file: starting it",
+                        new.name
+                    ));
+                    if let Err(e) = self.add_app(new.clone(), now) {
+                        self.logs.say(&e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds and starts an app that was not in the file before.
+    fn add_app(&mut self, plan: AppPlan, now: Instant) -> Result<(), String> {
+        let ports = super::runs::declared_ports(&plan);
+        for addr in &ports {
+            self.listeners.get_or_bind(*addr).map_err(|e| {
+                format!(
+                    "{}: cannot listen on {addr}: {}",
+                    plan.name,
+                    super::runs::bind_error(&e)
+                )
+            })?;
+        }
+        let a = self.apps.len();
+        let state = AppState::new(plan, ports, Vec::new());
+        self.apps.push(state);
+        let pm_base = self.next_pm_id;
+        self.logs.set_app(a, &self.apps[a].plan, pm_base);
+        self.scale(a, self.apps[a].plan.instances, now);
+        self.rebuild_watcher();
+        Ok(())
+    }
+
+    /// Makes `new` the app's plan: sockets, settings, log prefixes, instance count, watches.
+    pub(super) fn apply_plan(
+        &mut self,
+        a: usize,
+        new: AppPlan,
+        now: Instant,
+    ) -> Result<(), String> {
+        let mut ports: Vec<ListenAddr> = super::runs::declared_ports(&new);
+        for addr in &ports {
+            self.listeners.get_or_bind(*addr).map_err(|e| {
+                format!(
+                    "{}: cannot listen on {addr}: {}",
+                    new.name,
+                    super::runs::bind_error(&e)
+                )
+            })?;
+        }
+        // Ports the instances asked for themselves stay shared.
+        for learned in &self.apps[a].ports {
+            if !ports.contains(learned) && !self.apps[a].plan.listen.contains(learned) {
+                ports.push(*learned);
+            }
+        }
+        let watch_changed = {
+            let old = &self.apps[a].plan;
+            (&old.watch, &old.ignore_watch, old.watch_poll)
+                != (&new.watch, &new.ignore_watch, new.watch_poll)
+        };
+        let instances = new.instances;
+        let learned = self.apps[a].settings.expect_listen;
+        let app = &mut self.apps[a];
+        app.settings = super::settings_of(&new, &ports, learned);
+        app.ports = ports;
+        app.plan = new;
+        let pm_base = app.slots.first().map_or(self.next_pm_id, |s| s.pm_id);
+        self.logs.set_app(a, &self.apps[a].plan, pm_base);
+        self.scale(a, instances, now);
+        if watch_changed {
+            self.rebuild_watcher();
+        }
+        Ok(())
+    }
+
+    /// Starts new slots (ready-gated, as any start) or stops surplus ones, highest id
+    /// first, so the app runs `n` instances; the others are untouched.
+    pub(super) fn scale(&mut self, a: usize, n: u32, now: Instant) {
+        let active = self.apps[a].slots.iter().filter(|s| !s.surplus).count() as u32;
+        if n > active {
+            for id in active..n {
+                // A surplus slot being stopped with this id comes back.
+                if let Some(s) = self.apps[a].slots.iter().position(|s| s.id == id) {
+                    self.apps[a].slots[s].surplus = false;
+                    self.apps[a].slots[s].restart_after_stop = true;
+                    continue;
+                }
+                let pm_id = self.next_pm_id;
+                self.next_pm_id += 1;
+                self.apps[a].slots.push(SlotState::new(id, pm_id, now));
+            }
+        } else {
+            for s in (0..self.apps[a].slots.len()).rev() {
+                if self.apps[a].slots[s].id >= n && !self.apps[a].slots[s].surplus {
+                    self.apps[a].slots[s].surplus = true;
+                    self.apps[a].slots[s].restart_after_stop = false;
+                    self.apply(a, s, super::slot::Input::Stop, now);
+                }
+            }
+        }
+        self.drop_stopped_surplus(a);
+    }
+
+    /// Removes surplus slots at the end of the list once they have stopped.
+    pub(super) fn drop_stopped_surplus(&mut self, a: usize) {
+        while let Some(last) = self.apps[a].slots.last() {
+            if last.surplus && last.phase.is_final() && last.retiring.is_empty() {
+                self.apps[a].slots.pop();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn record_failed_reload(&mut self, a: usize, trigger: &Trigger) {
+        self.apps[a].last_reload = Some(super::LastReload {
+            trigger: trigger.as_str(),
+            ok: false,
+            at: chrono::Local::now(),
+        });
+    }
+
+    /// `hotrun reload --dry-run`: what a reload would change, changing nothing.
+    pub(super) fn dry_run(&mut self, scope: Option<Vec<usize>>) -> Response {
+        let Some(source) = self.source.as_ref() else {
+            return Response::ok("no ecosystem file to read again");
+        };
+        let plan = match source.load() {
+            Ok((plan, _)) => plan,
+            Err(e) => return Response::err(format!("the ecosystem file does not load: {e}")),
+        };
+        let whole = scope.is_none();
+        let selected = scope.unwrap_or_else(|| self.live_apps());
+        let mut lines = Vec::new();
+        for &a in &selected {
+            let app = &self.apps[a];
+            match plan.apps.iter().find(|p| p.name == app.plan.name) {
+                None => lines.push(format!(
+                    "{}: would stop (gone from the file)",
+                    app.plan.name
+                )),
+                Some(new) => {
+                    let changes = describe(&app.plan, new);
+                    let what = if only_instances_changed(&app.plan, new) {
+                        "would scale"
+                    } else {
+                        "would reload"
+                    };
+                    let detail = if changes.is_empty() {
+                        "no configuration change".to_string()
+                    } else {
+                        changes.join("; ")
+                    };
+                    lines.push(format!("{}: {what}: {detail}", app.plan.name));
+                }
+            }
+        }
+        if whole {
+            for new in &plan.apps {
+                if !self
+                    .apps
+                    .iter()
+                    .any(|a| a.plan.name == new.name && !a.removed)
+                {
+                    lines.push(format!("{}: would start (new in the file)", new.name));
+                }
+            }
+        }
+        Response::ok(lines.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::tests_support::app;
+
+    #[test]
+    fn what_changed_is_said_in_one_line_per_app() {
+        let old = {
+            let mut p = app();
+            p.env.insert("API_URL".into(), "a".into());
+            p.env.insert("OLD".into(), "x".into());
+            p.instances = 3;
+            p
+        };
+        type Change = Box<dyn Fn(&mut AppPlan)>;
+        let table: Vec<(&str, Change, Vec<&str>)> = vec![
+            ("nothing", Box::new(|_| {}), vec![]),
+            (
+                "env",
+                Box::new(|p| {
+                    p.env.insert("API_URL".into(), "b".into());
+                    p.env.insert("NEW_FLAG".into(), "1".into());
+                    p.env.remove("OLD");
+                }),
+                vec!["env API_URL changed, NEW_FLAG added, OLD removed"],
+            ),
+            (
+                "instances",
+                Box::new(|p| p.instances = 4),
+                vec!["instances 3 -> 4"],
+            ),
+            (
+                "script and timeouts",
+                Box::new(|p| {
+                    p.script = "/srv/other.js".into();
+                    p.kill_timeout = std::time::Duration::from_secs(9);
+                }),
+                vec!["script changed", "kill_timeout changed"],
+            ),
+            (
+                "restart policy",
+                Box::new(|p| p.max_restarts = 3),
+                vec!["settings changed"],
+            ),
+        ];
+        for (name, change, want) in table {
+            let mut new = old.clone();
+            change(&mut new);
+            assert_eq!(describe(&old, &new), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_instances() {
+        let old = app();
+        let mut more = old.clone();
+        more.instances = 4;
+        assert!(only_instances_changed(&old, &more));
+        let mut both = more.clone();
+        both.env.insert("X".into(), "1".into());
+        assert!(!only_instances_changed(&old, &both));
+        assert!(!only_instances_changed(&old, &old.clone()));
+    }
+}
