@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Run web apps from a PM2 ecosystem file, in the foreground, with zero-downtime reloads.
 #[derive(Debug, Parser)]
@@ -31,10 +31,22 @@ pub struct Global {
     #[arg(long, global = true, value_name = "APP[,APP]", value_delimiter = ',')]
     pub only: Vec<String>,
 
+    /// How output lines are written: `human` (prefixed, coloured) or `json` (one object
+    /// per line: time, app, instance, stream, message).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
     /// How often instances' memory is checked against max_memory_restart, in ms.
     #[arg(long, global = true, value_name = "MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(50..))]
     pub memory_interval: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,8 +96,15 @@ pub enum CommandKind {
     /// Show the running hotrun's apps and instances.
     Status {
         /// Print the status as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ready")]
         json: bool,
+        /// Exit 0 only when every app has all its instances online (for readiness
+        /// probes); silent unless --verbose.
+        #[arg(long)]
+        ready: bool,
+        /// With --ready: say why not.
+        #[arg(long, requires = "ready")]
+        verbose: bool,
     },
     /// Internal: the watchdog process that kills every instance if hotrun dies.
     #[command(name = "__guard", hide = true)]

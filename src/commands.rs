@@ -180,6 +180,49 @@ pub fn status(global: &Global, json: bool) -> i32 {
     exit::OK
 }
 
+/// `hotrun status --ready`: 0 when every app has all its instances online.
+pub fn ready(global: &Global, verbose: bool) -> i32 {
+    let say = |msg: &str| {
+        if verbose {
+            logs::say(msg);
+        }
+    };
+    let status = options(global)
+        .ok()
+        .and_then(|opts| config::find(&opts).ok())
+        .ok_or_else(|| "no ecosystem file".to_string())
+        .and_then(|(path, _, _)| client::send(&path, &Request::Status).map_err(|e| e.to_string()))
+        .and_then(|reply| reply.status.ok_or_else(|| "no status in the answer".into()));
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            say(&e);
+            return exit::FAILURE;
+        }
+    };
+    let empty = vec![];
+    let mut not_ready = Vec::new();
+    for app in status["apps"].as_array().unwrap_or(&empty) {
+        for inst in app["instances"].as_array().unwrap_or(&empty) {
+            if inst["state"] != "online" {
+                not_ready.push(format!(
+                    "{}|{} is {}",
+                    app["name"].as_str().unwrap_or("?"),
+                    inst["id"],
+                    inst["state"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    if not_ready.is_empty() {
+        say("every instance is online");
+        exit::OK
+    } else {
+        say(&format!("not ready: {}", not_ready.join(", ")));
+        exit::FAILURE
+    }
+}
+
 /// A table like `pm2 ls`.
 pub fn status_table(status: &Value) -> String {
     let mut rows = vec![[

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let g = &cli.global;
+    hotrun::logs::set_json(g.log_format == hotrun::cli::LogFormat::Json);
     let status = match &cli.command {
         Some(CommandKind::Guard) => process::guard::run(),
         Some(CommandKind::Config { json }) => commands::show_config(g, *json),
@@ -31,7 +32,12 @@ fn main() -> ExitCode {
         }) => commands::reload(g, apps, *no_wait, *dry_run),
         Some(CommandKind::Restart { apps }) => commands::restart(g, apps),
         Some(CommandKind::Stop) => commands::control(g, Request::Stop),
-        Some(CommandKind::Status { json }) => commands::status(g, *json),
+        Some(CommandKind::Status {
+            json,
+            ready,
+            verbose,
+        }) if *ready => commands::ready(g, *verbose),
+        Some(CommandKind::Status { json, .. }) => commands::status(g, *json),
     };
     code(status)
 }

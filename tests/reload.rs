@@ -219,6 +219,10 @@ fn a_python_app_gets_its_socket_by_listen_fds_and_is_ready_by_sd_notify() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let after = load.completed();
+    wait_until("the new instances answer too", || {
+        load.completed() > after + 300
+    });
     let stats = load.finish();
     assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
     assert!(
@@ -269,6 +273,10 @@ fn a_launcher_whose_server_is_a_grandchild_still_shares_the_port_and_reports_rea
     let load = Load::start(port, false);
     wait_until("both servers answered", || load.completed() > 200);
     assert!(reload(dir.path()).status.success());
+    let after = load.completed();
+    wait_until("the new instances answer too", || {
+        load.completed() > after + 300
+    });
     let stats = load.finish();
     assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
     assert!(
@@ -442,6 +450,10 @@ fn npm_start_in_cluster_mode_shares_the_port_and_reloads_without_a_failed_reques
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let after = load.completed();
+    wait_until("the new instances answer too", || {
+        load.completed() > after + 300
+    });
     let stats = load.finish();
     assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
     assert!(

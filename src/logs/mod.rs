@@ -2,7 +2,8 @@
 //! single instance), coloured per app on a terminal, timestamped with `log_date_format`,
 //! and appended to the app's `out_file`/`error_file`/`log_file`. Each line is written
 //! whole with one write, so lines never interleave. hotrun's own messages go to stderr
-//! as `hotrun: ...`.
+//! as `hotrun: ...`. With `--log-format json` every line (an instance's or hotrun's) is one
+//! JSON object instead: `{"time", "app", "instance", "stream", "message"}`.
 
 pub mod date;
 pub mod reader;
@@ -12,11 +13,34 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use console::{Color, Style};
 
 use crate::plan::{AppPlan, Plan};
 use date::DateFormat;
+
+/// `--log-format json` is on.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Switches every output line to JSON (`--log-format json`).
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+fn json_line(app: Option<&str>, instance: Option<u32>, stream: &str, message: &[u8]) -> Vec<u8> {
+    let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+    let value = serde_json::json!({
+        "time": time,
+        "app": app,
+        "instance": instance,
+        "stream": stream,
+        "message": String::from_utf8_lossy(message),
+    });
+    let mut line = serde_json::to_vec(&value).expect("json");
+    line.push(b'\n');
+    line
+}
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +139,17 @@ impl LogSink {
         let Some(log) = self.apps.get(app) else {
             return;
         };
+        if JSON.load(Ordering::Relaxed) {
+            let (name, to_stderr) = (log.name.clone(), stream == Stream::Err);
+            let kind = if to_stderr { "stderr" } else { "stdout" };
+            let line = json_line(Some(&name), Some(id), kind, text);
+            if to_stderr {
+                let _ = std::io::stderr().lock().write_all(&line);
+            } else {
+                let _ = std::io::stdout().lock().write_all(&line);
+            }
+            return self.to_files(app, id, stream, text, None);
+        }
         let date = log
             .date
             .as_ref()
@@ -142,6 +177,27 @@ impl LogSink {
             let _ = std::io::stdout().lock().write_all(&line);
         }
 
+        let date = date.to_string();
+        self.to_files(app, id, stream, text, Some(&date));
+    }
+
+    /// Appends the line to the app's log files, if it has any; `date` is its prefix when
+    /// already formatted.
+    fn to_files(&mut self, app: usize, id: u32, stream: Stream, text: &[u8], date: Option<&str>) {
+        let log = &self.apps[app];
+        let to_stderr = stream == Stream::Err;
+        let formatted;
+        let date = match date {
+            Some(d) => d,
+            None => {
+                formatted = log
+                    .date
+                    .as_ref()
+                    .map(|f| format!("{}: ", f.format(&chrono::Local::now())))
+                    .unwrap_or_default();
+                &formatted
+            }
+        };
         let pm_id = log.pm_id_base + id;
         let targets: Vec<PathBuf> = [
             if to_stderr {
@@ -222,8 +278,12 @@ impl LogSink {
 
 /// Prints `hotrun: msg` on stderr in one write.
 pub fn say(msg: &str) {
-    let line = format!("hotrun: {msg}\n");
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    let line = if JSON.load(Ordering::Relaxed) {
+        json_line(None, None, "hotrun", msg.as_bytes())
+    } else {
+        format!("hotrun: {msg}\n").into_bytes()
+    };
+    let _ = std::io::stderr().lock().write_all(&line);
 }
 
 fn prefix_of(name: &str, single: bool, id: u32) -> String {

@@ -1,0 +1,109 @@
+//! Production use: `hotrun status --ready` for readiness probes, `--log-format json` for
+//! log collectors, hotrun's exit code following the app's.
+
+mod common;
+
+use std::process::Command;
+
+use common::http::free_port;
+use common::*;
+
+fn http_config(extra: &str) -> tempfile::TempDir {
+    config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: '{}', wait_ready: true,
+           env: {{ HTTP_PORT: {} }}, {extra} }}] }};\n",
+        app("http.js"),
+        free_port()
+    ))
+}
+
+fn ready(dir: &std::path::Path, verbose: bool) -> std::process::Output {
+    let mut args = vec!["status", "--ready"];
+    if verbose {
+        args.push("--verbose");
+    }
+    hotrun_cmd(dir, &args)
+}
+
+#[test]
+fn status_ready_is_0_only_when_every_instance_is_online() {
+    let dir = http_config("instances: 2, listen_timeout: 60000");
+    // Not running: non-zero, silently.
+    let out = ready(dir.path(), false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+
+    let h = Hotrun::start_with(
+        Command::new(HOTRUN)
+            .current_dir(dir.path())
+            .env("READY_DELAY", "1500"),
+    );
+    h.wait_for("listening on");
+    // Starting: not ready yet.
+    let out = ready(dir.path(), true);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not ready: web|0 is starting"), "{err}");
+    wait_until("ready", || ready(dir.path(), false).status.success());
+    assert!(ready(dir.path(), false).stdout.is_empty());
+
+    // A failed reload keeps the old instances online: still ready.
+    std::fs::write(dir.path().join("mode.txt"), "crash").unwrap();
+    assert_eq!(hotrun_cmd(dir.path(), &["reload"]).status.code(), Some(1));
+    assert!(ready(dir.path(), false).status.success());
+}
+
+#[test]
+fn status_ready_fails_with_an_errored_app() {
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [
+            {{ name: 'ok', script: '{}' }},
+            {{ name: 'crashy', script: '{}', max_restarts: 2, min_uptime: 5000 }}] }};\n",
+        app("graceful.js"),
+        app("crash.js")
+    ));
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("crashy errored");
+    let out = ready(dir.path(), true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crashy|0 is errored"));
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let dir = http_config("instances: 2");
+    let mut h = Hotrun::start(dir.path(), &["--log-format", "json"]);
+    h.wait_for_n("listening on", 2);
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(h.wait_exit().success());
+    let out = h.output();
+    let mut apps = 0;
+    for line in out.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not JSON: {line:?}"));
+        for field in ["time", "app", "instance", "stream", "message"] {
+            assert!(v.get(field).is_some(), "{field} missing in {line}");
+        }
+        if v["app"] == "web" {
+            apps += 1;
+            assert!(v["instance"].as_u64().unwrap() < 2);
+            assert!(v["stream"] == "stdout" || v["stream"] == "stderr");
+        } else {
+            assert_eq!(v["stream"], "hotrun");
+        }
+    }
+    assert!(apps >= 2, "{out}");
+}
+
+#[test]
+fn hotrun_exits_with_the_code_of_the_app_that_failed_last() {
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'job', script: '{}', autorestart: false }}] }};\n",
+        app("crash.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    assert_eq!(h.wait_exit().code(), Some(1), "{}", h.output());
+    assert!(h
+        .output()
+        .contains("no instance is running any more; exiting"));
+}
