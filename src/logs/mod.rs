@@ -148,7 +148,7 @@ impl LogSink {
             } else {
                 let _ = std::io::stdout().lock().write_all(&line);
             }
-            return self.to_files(app, id, stream, text, None);
+            return self.write_files(app, id, stream, text, None);
         }
         let date = log
             .date
@@ -178,12 +178,19 @@ impl LogSink {
         }
 
         let date = date.to_string();
-        self.to_files(app, id, stream, text, Some(&date));
+        self.write_files(app, id, stream, text, Some(&date));
     }
 
     /// Appends the line to the app's log files, if it has any; `date` is its prefix when
     /// already formatted.
-    fn to_files(&mut self, app: usize, id: u32, stream: Stream, text: &[u8], date: Option<&str>) {
+    fn write_files(
+        &mut self,
+        app: usize,
+        id: u32,
+        stream: Stream,
+        text: &[u8],
+        date: Option<&str>,
+    ) {
         let log = &self.apps[app];
         let to_stderr = stream == Stream::Err;
         let formatted;
