@@ -106,6 +106,17 @@ pub enum CommandKind {
         #[arg(long, requires = "ready")]
         verbose: bool,
     },
+    /// Show recent output of the running hotrun's instances, and follow it.
+    Logs {
+        /// Only this app's lines.
+        app: Option<String>,
+        /// How many recent lines to show (hotrun keeps the last 1000).
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        lines: usize,
+        /// Keep printing new lines as they come (Ctrl-C to stop).
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Internal: the watchdog process that kills every instance if hotrun dies.
     #[command(name = "__guard", hide = true)]
     Guard,

@@ -158,6 +158,64 @@ pub fn restart(global: &Global, names: &[String]) -> i32 {
     control(global, request)
 }
 
+/// `hotrun logs [APP] [--lines N] [--follow]`: the same prefixes and colours as the runner.
+pub fn logs(global: &Global, app: Option<String>, lines: usize, follow: bool) -> i32 {
+    let opts = match options(global) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let path = match config::find(&opts) {
+        Ok((path, _, _)) => path,
+        Err(e) => {
+            logs::say(&e.to_string());
+            return e.exit_code();
+        }
+    };
+    let request = Request::Logs { app, lines, follow };
+    let (reply, mut more) = match client::open(&path, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            logs::say(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    if !reply.ok {
+        logs::say(&reply.error.unwrap_or_default());
+        return exit::FAILURE;
+    }
+    for record in reply.lines.unwrap_or_default() {
+        print_record(&record);
+    }
+    if follow {
+        use std::io::BufRead;
+        let mut line = String::new();
+        while more.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Ok(record) = serde_json::from_str::<Value>(&line) {
+                print_record(&record);
+            }
+            line.clear();
+        }
+    }
+    exit::OK
+}
+
+fn print_record(record: &Value) {
+    use std::io::Write;
+    let stderr = record["stream"] == "stderr";
+    let label = record["label"].as_str().unwrap_or("?");
+    let index = record["app_index"].as_u64().unwrap_or(0) as usize;
+    let line = format!(
+        "{} | {}\n",
+        logs::styled_label(label, index, stderr),
+        record["message"].as_str().unwrap_or("")
+    );
+    let _ = if stderr {
+        std::io::stderr().lock().write_all(line.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(line.as_bytes())
+    };
+}
+
 /// `hotrun status [--json]`.
 pub fn status(global: &Global, json: bool) -> i32 {
     let reply = match ask(global, Request::Status) {

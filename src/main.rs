@@ -31,6 +31,9 @@ fn main() -> ExitCode {
             dry_run,
         }) => commands::reload(g, apps, *no_wait, *dry_run),
         Some(CommandKind::Restart { apps }) => commands::restart(g, apps),
+        Some(CommandKind::Logs { app, lines, follow }) => {
+            commands::logs(g, app.clone(), *lines, *follow)
+        }
         Some(CommandKind::Stop) => commands::control(g, Request::Stop),
         Some(CommandKind::Status {
             json,

@@ -107,3 +107,63 @@ fn hotrun_exits_with_the_code_of_the_app_that_failed_last() {
         .output()
         .contains("no instance is running any more; exiting"));
 }
+
+#[test]
+fn logs_shows_recent_lines_and_follows_new_ones() {
+    let dir = http_config("instances: 2");
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for_n("listening on", 2);
+    wait_online(dir.path());
+
+    let out = hotrun_cmd(dir.path(), &["logs", "--lines", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("web|") && text.contains(" | listening on"),
+        "{text}"
+    );
+
+    let out = hotrun_cmd(dir.path(), &["logs", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app named nope"));
+
+    // Follow: a reload's new instances print, and the follower sees it.
+    let mut follower = std::process::Command::new(HOTRUN)
+        .args(["logs", "web", "--lines", "0", "--follow"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The follower is registered once its request is answered; reload until it sees lines.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + SLOW;
+    while seen.len() < 2 && std::time::Instant::now() < deadline {
+        assert!(hotrun_cmd(dir.path(), &["reload"]).status.success());
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            seen.push(line);
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        seen.iter()
+            .filter(|l| l.contains(" | listening on"))
+            .count()
+            >= 2,
+        "{seen:?}"
+    );
+    drop(h);
+}

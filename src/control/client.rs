@@ -24,6 +24,15 @@ pub type Reply = Response;
 
 /// Sends `request` to the hotrun that runs `config` and waits for its reply.
 pub fn send(config: &Path, request: &Request) -> Result<Response, ClientError> {
+    open(config, request).map(|(reply, _)| reply)
+}
+
+/// Sends `request`; returns the reply and the connection, for requests that stream lines
+/// after it (`hotrun logs --follow`).
+pub fn open(
+    config: &Path,
+    request: &Request,
+) -> Result<(Response, BufReader<UnixStream>), ClientError> {
     let socket = RuntimeDir::of(config).control_socket();
     let mut stream = UnixStream::connect(&socket).map_err(|_| ClientError::NotRunning {
         config: config.display().to_string(),
@@ -32,7 +41,10 @@ pub fn send(config: &Path, request: &Request) -> Result<Response, ClientError> {
     let mut line = serde_json::to_vec(request).expect("a request serializes");
     line.push(b'\n');
     stream.write_all(&line)?;
+    let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
-    serde_json::from_str(&answer).map_err(|_| ClientError::Garbled(answer.trim().to_string()))
+    reader.read_line(&mut answer)?;
+    let reply = serde_json::from_str(&answer)
+        .map_err(|_| ClientError::Garbled(answer.trim().to_string()))?;
+    Ok((reply, reader))
 }

@@ -30,6 +30,16 @@ pub enum Request {
     },
     /// Stop every instance gracefully and exit.
     Stop,
+    /// Recent output (of one app, or all), then with `follow` new lines as they come,
+    /// one JSON record per line after the response.
+    Logs {
+        #[serde(default)]
+        app: Option<String>,
+        #[serde(default = "default_lines")]
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
     /// From hotrun's preload module in an instance's process that has no IPC channel.
     Instance {
         token: String,
@@ -37,6 +47,10 @@ pub enum Request {
         #[serde(default)]
         port: Option<u16>,
     },
+}
+
+fn default_lines() -> usize {
+    50
 }
 
 /// A response: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
@@ -49,6 +63,9 @@ pub struct Response {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,
+    /// Output records (`hotrun logs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<Value>>,
 }
 
 impl Response {
@@ -58,6 +75,7 @@ impl Response {
             error: None,
             message: Some(message.into()),
             status: None,
+            lines: None,
         }
     }
 
@@ -67,6 +85,7 @@ impl Response {
             error: Some(error.into()),
             message: None,
             status: None,
+            lines: None,
         }
     }
 
@@ -76,6 +95,17 @@ impl Response {
             error: None,
             message: None,
             status: Some(status),
+            lines: None,
+        }
+    }
+
+    pub fn lines(lines: Vec<Value>) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            message: None,
+            status: None,
+            lines: Some(lines),
         }
     }
 }

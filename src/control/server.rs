@@ -20,7 +20,13 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Incoming {
     pub request: Request,
     pub reply: oneshot::Sender<Response>,
+    /// For requests that stream (`hotrun logs --follow`): lines written after the reply
+    /// until the client goes away.
+    pub stream: Option<mpsc::Sender<String>>,
 }
+
+/// How many streamed lines may wait for a slow client; beyond, lines are dropped for it.
+pub const STREAM_BACKLOG: usize = 1024;
 
 /// Binds the control socket at `path`. A socket left by a hotrun that is gone is removed;
 /// one a live hotrun answers on is an error.
@@ -88,15 +94,35 @@ async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>)
         }
     };
     let (reply_tx, reply_rx) = oneshot::channel();
+    let (stream_tx, mut stream_rx) = match &request {
+        Request::Logs { follow: true, .. } => {
+            let (t, r) = mpsc::channel(STREAM_BACKLOG);
+            (Some(t), Some(r))
+        }
+        _ => (None, None),
+    };
     if tx
         .send(Incoming {
             request,
             reply: reply_tx,
+            stream: stream_tx,
         })
         .await
         .is_err()
     {
         return reply(&mut write, Response::err("hotrun is stopping")).await;
+    }
+    if let Some(rx) = stream_rx.as_mut() {
+        let response = reply_rx
+            .await
+            .unwrap_or_else(|_| Response::err("hotrun stopped before answering"));
+        let mut first = serde_json::to_vec(&response).expect("a response serializes");
+        first.push(b'\n');
+        write.write_all(&first).await?;
+        while let Some(line) = rx.recv().await {
+            write.write_all(line.as_bytes()).await?;
+        }
+        return write.shutdown().await;
     }
     let response = reply_rx
         .await

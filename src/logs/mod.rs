@@ -283,6 +283,17 @@ impl LogSink {
     }
 }
 
+/// A label (`web|0`) in the colour of the app at `index`, as the runner prints it.
+pub fn styled_label(label: &str, index: usize, stderr: bool) -> String {
+    let style = Style::new().fg(PALETTE[index % PALETTE.len()]).bold();
+    let style = if stderr {
+        style.for_stderr()
+    } else {
+        style.for_stdout()
+    };
+    style.apply_to(label).to_string()
+}
+
 /// Prints `hotrun: msg` on stderr in one write.
 pub fn say(msg: &str) {
     let line = if JSON.load(Ordering::Relaxed) {

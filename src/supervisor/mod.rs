@@ -16,6 +16,7 @@
 mod check;
 mod console;
 mod instances;
+mod logbook;
 mod reloads;
 pub mod replan;
 mod requests;
@@ -242,6 +243,8 @@ struct Supervisor {
     source: Option<replan::Source>,
     next_pm_id: u32,
     memory_interval: Duration,
+    /// Recent output for `hotrun logs`, and its followers.
+    logbook: logbook::Logbook,
     /// The next memory sample, when an app has `max_memory_restart`.
     memory_check_at: Option<Instant>,
 }
@@ -328,7 +331,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         let wake = sup.next_deadline(Instant::now());
         tokio::select! {
             Some(ev) = rx.recv() => sup.on_event(ev),
-            Some(incoming) = control_rx.recv() => sup.on_request(incoming.request, incoming.reply),
+            Some(incoming) = control_rx.recv() => sup.on_request(incoming),
             _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
             _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM),
             _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT),
@@ -421,6 +424,7 @@ impl Supervisor {
             source: opts.source.clone(),
             next_pm_id: pm_id,
             memory_interval: opts.memory_interval,
+            logbook: logbook::Logbook::default(),
             memory_check_at: Some(now + opts.memory_interval),
         })
     }
@@ -534,6 +538,17 @@ impl Supervisor {
                     }
                 }
                 self.logs.line(app, id, stream, &text);
+                let (name, single) = (
+                    &self.apps[app].plan.name,
+                    self.apps[app].plan.instances == 1,
+                );
+                let label = if single {
+                    name.clone()
+                } else {
+                    format!("{name}|{id}")
+                };
+                self.logbook
+                    .record(name, app, &label, id, stream == Stream::Err, &text);
             }
             Event::PipeClosed => self.open_pipes -= 1,
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),

@@ -3,15 +3,19 @@
 
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use super::restart::History;
 use super::slot::{Input, Phase, ReadyBy};
 use super::{rollout, Supervisor};
 use crate::control::protocol::{Request, Response};
+use crate::control::server::Incoming;
 
 impl Supervisor {
-    pub(super) fn on_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+    pub(super) fn on_request(&mut self, incoming: Incoming) {
+        let Incoming {
+            request,
+            reply,
+            stream,
+        } = incoming;
         let response = match request {
             Request::Status => Response::status(self.status_json()),
             Request::Stop => {
@@ -38,6 +42,21 @@ impl Supervisor {
                     }
                 }
             },
+            Request::Logs { app, lines, follow } => {
+                let known = app
+                    .as_ref()
+                    .map_or(Ok(vec![]), |a| self.select_apps(std::slice::from_ref(a)));
+                match known {
+                    Err(e) => Response::err(e),
+                    Ok(_) => {
+                        let tail = self.logbook.tail(app.as_deref(), lines);
+                        if let (true, Some(tx)) = (follow, stream) {
+                            self.logbook.follow(app, tx);
+                        }
+                        Response::lines(tail)
+                    }
+                }
+            }
             Request::Restart { apps } => match self.select_apps(&apps) {
                 Err(e) => Response::err(e),
                 Ok(selected) => {
