@@ -117,6 +117,13 @@ pub enum CommandKind {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Write a commented ecosystem.config.js for this folder (never overwrites one).
+    Init,
+    /// Print a shell completion script (e.g. `hotrun completions bash > /etc/bash_completion.d/hotrun`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Internal: the watchdog process that kills every instance if hotrun dies.
     #[command(name = "__guard", hide = true)]
     Guard,

@@ -158,6 +158,51 @@ pub fn restart(global: &Global, names: &[String]) -> i32 {
     control(global, request)
 }
 
+/// `hotrun init`: a commented ecosystem.config.js for the current folder.
+pub fn init(global: &Global) -> i32 {
+    let opts = match options(global) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    if let Ok((existing, _, _)) = config::find(&LoadOptions {
+        config: None,
+        ..opts.clone()
+    }) {
+        logs::say(&format!(
+            "{} already exists; hotrun init never overwrites an ecosystem file",
+            existing.display()
+        ));
+        return exit::FAILURE;
+    }
+    let target = global
+        .config
+        .clone()
+        .unwrap_or_else(|| opts.cwd.join("ecosystem.config.js"));
+    let found = crate::init::inspect(&opts.cwd);
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, crate::init::render(&found).as_bytes())
+        });
+    match write {
+        Ok(()) => {
+            println!(
+                "wrote {} (script: {}; {})",
+                target.display(),
+                found.script,
+                found.why
+            );
+            exit::OK
+        }
+        Err(e) => {
+            logs::say(&format!("cannot write {}: {e}", target.display()));
+            exit::FAILURE
+        }
+    }
+}
+
 /// `hotrun logs [APP] [--lines N] [--follow]`: the same prefixes and colours as the runner.
 pub fn logs(global: &Global, app: Option<String>, lines: usize, follow: bool) -> i32 {
     let opts = match options(global) {

@@ -34,6 +34,12 @@ fn main() -> ExitCode {
         Some(CommandKind::Logs { app, lines, follow }) => {
             commands::logs(g, app.clone(), *lines, *follow)
         }
+        Some(CommandKind::Init) => commands::init(g),
+        Some(CommandKind::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "hotrun", &mut std::io::stdout());
+            0
+        }
         Some(CommandKind::Stop) => commands::control(g, Request::Stop),
         Some(CommandKind::Status {
             json,

@@ -167,3 +167,94 @@ fn logs_shows_recent_lines_and_follows_new_ones() {
     );
     drop(h);
 }
+
+#[test]
+fn init_writes_a_file_that_runs_the_app_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name": "shop", "scripts": {"start": "node server.js"}}"#,
+    )
+    .unwrap();
+    let out = hotrun_cmd(dir.path(), &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("ecosystem.config.js")).unwrap();
+    assert!(
+        text.contains("script: 'server.js'") && text.contains("name: 'shop'"),
+        "{text}"
+    );
+
+    // It loads, and it runs the app: a check with a reload passes.
+    let out = Command::new(HOTRUN)
+        .arg("check")
+        .current_dir(dir.path())
+        .env("PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("hotrun check: ok"), "{said}");
+
+    let again = hotrun_cmd(dir.path(), &["init"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ecosystem.config.js")).unwrap(),
+        text
+    );
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = hotrun_cmd(dir.path(), &["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.len() > 500 && text.contains("hotrun") && text.contains("reload"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_quick_start_runs_the_demo() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cargo run --release -- "))
+        .expect("the README's run command");
+    // The same arguments, given to the binary cargo built for this test run.
+    let args: Vec<&str> = line["cargo run --release -- ".len()..]
+        .split_whitespace()
+        .collect();
+    assert!(
+        readme.contains("\n    cargo test\n"),
+        "the README's test command"
+    );
+    let mut h = Hotrun::start(root, &args);
+    // Client commands find the same file from its folder.
+    let st = wait_online(&root.join("fixtures/demo"));
+    assert_eq!(pids(&st, "demo").len(), 3);
+    for _ in 0..6 {
+        let body = common::http::get(8888).expect("the demo answers on 8888");
+        assert!(
+            body.contains("hello from instance") && body.contains("production"),
+            "{body}"
+        );
+    }
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(h.wait_exit().success());
+}
