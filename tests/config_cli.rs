@@ -385,7 +385,7 @@ fn no_config_in_an_empty_folder() {
     assert_eq!(
         run.first(),
         format!(
-            "no ecosystem file in {}: looked for ecosystem.config.js, ecosystem.config.cjs, ecosystem.config.json, ecosystem.json, ecosystem.config.json5",
+            "no ecosystem file in {}: looked for ecosystem.config.js, ecosystem.config.cjs, ecosystem.config.json, ecosystem.json, ecosystem.config.json5, ecosystem.config.yml, ecosystem.config.yaml",
             cwd.display()
         )
     );

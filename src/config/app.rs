@@ -25,6 +25,9 @@ pub struct Ctx<'a> {
     pub config_dir: &'a Path,
     pub profile: Option<&'a str>,
     pub cpus: u32,
+    /// `deploy.<profile>.env` of the file, and where it is, when `--env` names a deploy
+    /// target that has one: layered between `env` and `env_<profile>`, as PM2 does.
+    pub deploy_env: Option<(&'a Map<String, Value>, Vec<Seg>)>,
 }
 
 /// A resolved app and what the file level checks across apps.
@@ -386,8 +389,10 @@ pub fn resolve_app(
         }
     };
 
-    // env: `env`, then the selected `env_NAME`, then PORT from `port` (so that `port` and
-    // the PORT the app sees always agree, as the plan promises).
+    // env, lowest first: `env_file` (hotrun's key), `env`, `deploy.NAME.env`, the selected
+    // `env_NAME`; then PORT from `port` (so that `port` and the PORT the app sees always
+    // agree, as the plan promises).
+    let from_files = env_files(ctx, &f, &cwd)?;
     let mut layers = Vec::new();
     if let Some((k, v)) = f.get("env") {
         let map = v
@@ -396,6 +401,12 @@ pub fn resolve_app(
         layers.push(Layer {
             map,
             path: f.path_of(k),
+        });
+    }
+    if let Some((map, p)) = &ctx.deploy_env {
+        layers.push(Layer {
+            map,
+            path: p.clone(),
         });
     }
     let selected = ctx
@@ -410,7 +421,7 @@ pub fn resolve_app(
             path: f.path_of(k),
         });
     }
-    let mut env = env::merge(BTreeMap::new(), &layers, origin, warnings);
+    let mut env = env::merge(from_files, &layers, origin, warnings);
     if let Some(p) = port {
         let port_key = f.get("port").map_or("port", |(k, _)| k);
         if let Some(old) = env
@@ -506,8 +517,79 @@ pub fn resolve_app(
         plan,
         name_path,
         profiles: profiles.iter().map(|(n, _, _)| n.clone()).collect(),
-        has_profile: selected.is_some(),
+        has_profile: selected.is_some() || ctx.deploy_env.is_some(),
     })
+}
+
+/// The variables of the app's `env_file` entries, in order (later files win).
+/// A path with a leading `?` is optional: skipped when the file does not exist.
+fn env_files(
+    ctx: &Ctx,
+    f: &super::fields::Fields,
+    cwd: &Path,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    const E: &str = "a file path or an array of file paths (a leading ? marks an optional file)";
+    let mut vars = BTreeMap::new();
+    let Some((k, v)) = f.get("env_file") else {
+        return Ok(vars);
+    };
+    let entries: Vec<(Vec<Seg>, &str)> = match v {
+        Value::String(s) => vec![(f.path_of(k), s.as_str())],
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let mut p = f.path_of(k);
+                p.push(Seg::Index(i));
+                match item {
+                    Value::String(s) => out.push((p, s.as_str())),
+                    other => {
+                        return Err(ConfigError::invalid(ctx.origin.msg(
+                            &p,
+                            Target::Value,
+                            Some(&format!("{k}[{i}]")),
+                            &format!(" must be a file path (got {})", units::show(other)),
+                        )))
+                    }
+                }
+            }
+            out
+        }
+        other => return Err(f.bad(k, other, E)),
+    };
+    for (p, written) in entries {
+        let (rel, optional) = env::env_file_spec(written);
+        if rel.trim().is_empty() {
+            return Err(f.bad(k, v, E));
+        }
+        let file = absolute(cwd, Path::new(rel));
+        let fail = |detail: String| {
+            ConfigError::invalid(ctx.origin.msg(&p, Target::Value, Some(k), &detail))
+        };
+        match env::read_env_file(&file) {
+            Ok(pairs) => vars.extend(pairs),
+            Err(env::EnvFileError::Missing) if optional => {}
+            Err(env::EnvFileError::Missing) => {
+                return Err(fail(format!(": {}: no such file", file.display())).with_help(
+                    format!(
+                        "env_file is relative to the app's cwd ({}); write '?{rel}' for a file that may be missing",
+                        cwd.display()
+                    ),
+                ))
+            }
+            Err(env::EnvFileError::Unreadable(e)) => {
+                return Err(fail(format!(": {}: cannot read: {e}", file.display())))
+            }
+            Err(env::EnvFileError::Syntax(line, e)) => {
+                let at = match line {
+                    Some(l) => format!("{}:{l}", file.display()),
+                    None => file.display().to_string(),
+                };
+                return Err(fail(format!(": {at}: {e}"))
+                    .with_help("env files use dotenv syntax: KEY=value lines, # comments, quotes, an optional export prefix"));
+            }
+        }
+    }
+    Ok(vars)
 }
 
 /// PM2's file-name form of an app name: chars outside `[A-Za-z0-9.-]` become `-`.

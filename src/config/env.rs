@@ -1,8 +1,15 @@
-//! Environment profiles: `env`, then `env_NAME` over it (`--env NAME`), each value turned
-//! into the string the process will see (6379 -> "6379", true -> "true"; an object or an
-//! array becomes its JSON text, with a warning).
+//! Environment layers, lowest first: `env_file` (hotrun's key: dotenv files), `env`,
+//! `deploy.NAME.env` (PM2 puts it there with `--env NAME`), `env_NAME`. Each value is
+//! turned into the string the process will see (6379 -> "6379", true -> "true"; an object
+//! or an array becomes its JSON text, with a warning, where PM2 gives "[object Object]").
+//!
+//! `env_file` is a path or an array of paths, relative to the app's cwd, read with dotenv
+//! syntax (comments, quotes, `export ` prefix) through the dotenvy crate without touching
+//! hotrun's own environment. A missing file is an error; a path written with a leading `?`
+//! (`env_file: '?.env.local'`) names an optional file, skipped when it does not exist.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::{Map, Value};
 
@@ -46,13 +53,72 @@ pub fn merge(
                     &p,
                     Target::Value,
                     Some(&subject),
-                    ": an object or array; the variable gets its JSON text",
+                    ": an object or array; the variable gets its JSON text (hotrun differs from PM2 here, which passes \"[object Object]\")",
                 ));
             }
             base.insert(k.clone(), s);
         }
     }
     base
+}
+
+/// An `env_file` entry as written: the path, and whether it is optional (`?path`).
+pub fn env_file_spec(written: &str) -> (&str, bool) {
+    match written.strip_prefix('?') {
+        Some(rest) => (rest, true),
+        None => (written, false),
+    }
+}
+
+/// Why an env file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvFileError {
+    /// It does not exist.
+    Missing,
+    /// It exists but cannot be read (a folder, permissions, not UTF-8).
+    Unreadable(String),
+    /// A line is not dotenv syntax: its 1-based number (when found) and what is wrong.
+    Syntax(Option<usize>, String),
+}
+
+/// The variables of the dotenv file at `path`, in file order (a later duplicate wins when
+/// they are inserted in order). hotrun's own environment is not changed.
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, EnvFileError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EnvFileError::Missing),
+        Err(e) => return Err(EnvFileError::Unreadable(e.to_string())),
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| EnvFileError::Unreadable("not valid UTF-8".to_string()))?;
+    parse_dotenv(&text)
+}
+
+/// Parses dotenv text with dotenvy.
+pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, EnvFileError> {
+    let mut out = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => out.push(pair),
+            Err(dotenvy::Error::LineParse(line, index)) => {
+                let first = line.lines().next().unwrap_or("").to_string();
+                let number = text
+                    .lines()
+                    .position(|l| l.trim_end_matches('\r') == first.trim_end_matches('\r'))
+                    .map(|n| n + 1);
+                let col = index + 1;
+                return Err(EnvFileError::Syntax(
+                    number,
+                    format!(
+                        "not a KEY=value line (at character {col}): {}",
+                        first.trim_end()
+                    ),
+                ));
+            }
+            Err(e) => return Err(EnvFileError::Syntax(None, e.to_string())),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -97,7 +163,35 @@ mod tests {
         assert_eq!(merged["OBJ"], "{\"a\":1}");
         assert_eq!(
             warnings,
-            ["e.js: env_production.OBJ: an object or array; the variable gets its JSON text"]
+            ["e.js: env_production.OBJ: an object or array; the variable gets its JSON text (hotrun differs from PM2 here, which passes \"[object Object]\")"]
+        );
+    }
+
+    #[test]
+    fn dotenv_syntax() {
+        let text = "# comment\nA=1\nexport B='two words'\nC=\"line\\nbreak\" # trailing comment\r\nEMPTY=\nA=again\n";
+        let vars = parse_dotenv(text).unwrap();
+        assert_eq!(
+            vars,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "line\nbreak".into()),
+                ("EMPTY".into(), "".into()),
+                ("A".into(), "again".into()),
+            ]
+        );
+        match parse_dotenv("OK=1\nthis is not valid\n") {
+            Err(EnvFileError::Syntax(Some(2), m)) => {
+                assert!(m.contains("this is not valid"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(env_file_spec("?.env.local"), (".env.local", true));
+        assert_eq!(env_file_spec(".env"), (".env", false));
+        assert_eq!(
+            read_env_file(Path::new("/nonexistent/hotrun/.env")),
+            Err(EnvFileError::Missing)
         );
     }
 }

@@ -12,6 +12,8 @@ pub const CANDIDATES: &[&str] = &[
     "ecosystem.config.json",
     "ecosystem.json",
     "ecosystem.config.json5",
+    "ecosystem.config.yml",
+    "ecosystem.config.yaml",
 ];
 
 /// The first candidate that exists as a file in `dir`.

@@ -1,11 +1,12 @@
-//! The configuration pipeline: find the ecosystem file, read it (JSON5, or node for
+//! The configuration pipeline: find the ecosystem file, read it (JSON5, YAML, or node for
 //! JavaScript that computes), check every key, resolve it into a [`Plan`].
 //!
 //! [`load`] is the entry point; [`render_human`] prints a plan for `hotrun config`.
 //! Modules, in pipeline order: `locate` (discovery), `source` (read + JSON5, JS prefix),
 //! `node_eval` (JavaScript through node), `resolve` (file shapes, cross-app checks),
 //! `app` + `fields` (one app), `schema` (known keys), `units` (value parsers), `env`
-//! (profiles), `position` (line:column of a key), `error`, `show`.
+//! (profiles, env files), `position` (line:column of a key), `yaml` (YAML files), `mask`
+//! (hiding secret values), `error`, `show`.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ pub mod env;
 pub mod error;
 mod fields;
 pub mod locate;
+pub mod mask;
 pub mod node_eval;
 pub mod position;
 pub mod resolve;
@@ -23,8 +25,10 @@ pub mod schema;
 pub mod show;
 pub mod source;
 pub mod units;
+pub mod yaml;
 
 pub use error::{ConfigError, ErrorKind};
+pub use mask::mask_secrets;
 pub use show::render_human;
 
 /// What the caller asks for.

@@ -52,20 +52,64 @@ function done(v) {
 function viaImport() {
   import(require('url').pathToFileURL(file).href).then(done, fail);
 }
+// ES module syntax that `require` cannot load (older node, top-level await, "type":
+// "module"): `import()` reads it.
+function needsImport(e) {
+  if (!e) return false;
+  if (e.code === 'ERR_REQUIRE_ESM' || e.code === 'ERR_REQUIRE_ASYNC_MODULE') return true;
+  return e.name === 'SyntaxError' &&
+    /Cannot use import statement|Unexpected token 'export'|import\.meta|await is only valid/.test(String(e.message));
+}
 process.on('uncaughtException', fail);
-if (process.argv[2] === 'esm') {
+process.on('unhandledRejection', fail);
+const mode = process.argv[2];
+if (mode === 'esm') {
   viaImport();
+} else if (mode === 'expr') {
+  // PM2 reads a .json file as `(text)` evaluated as JavaScript.
+  let v, ok = false;
+  try {
+    const text = fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
+    v = require('vm').runInThisContext('(' + text + '\n)', { filename: file });
+    ok = true;
+  } catch (e) { fail(e); }
+  if (ok) done(v);
 } else {
   let v, ok = false;
   try { v = require(file); ok = true; } catch (e) {
-    if (e && e.code === 'ERR_REQUIRE_ESM') viaImport(); else fail(e);
+    if (needsImport(e)) viaImport(); else fail(e);
   }
   if (ok) done(v);
 }
 "#;
 
+/// How node loads the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `require`, falling back to `import()` for ES module syntax.
+    Require,
+    /// `import()` (`.mjs`, `export default`).
+    Import,
+    /// `vm.runInThisContext('(' + text + ')')`: how PM2 reads `.json` files.
+    Expression,
+}
+
+/// Evaluates a `.json` file as a JavaScript expression, as PM2 does. `None` when node is
+/// not there or the evaluation fails in any way (the caller then reports its own error).
+pub fn evaluate_expression(path: &Path) -> Option<Value> {
+    run(path, "", Mode::Expression).ok().flatten()
+}
+
 /// Evaluates `path` with node. `Ok(None)` when node cannot be started (absent).
 pub fn evaluate(path: &Path, display: &str, esm: bool) -> Result<Option<Value>, ConfigError> {
+    run(
+        path,
+        display,
+        if esm { Mode::Import } else { Mode::Require },
+    )
+}
+
+fn run(path: &Path, display: &str, mode: Mode) -> Result<Option<Value>, ConfigError> {
     let node = std::env::var(NODE_ENV_VAR)
         .ok()
         .filter(|s| !s.is_empty())
@@ -82,7 +126,11 @@ pub fn evaluate(path: &Path, display: &str, esm: bool) -> Result<Option<Value>, 
         .arg(SCRIPT)
         .arg("--")
         .arg(path)
-        .arg(if esm { "esm" } else { "cjs" })
+        .arg(match mode {
+            Mode::Require => "cjs",
+            Mode::Import => "esm",
+            Mode::Expression => "expr",
+        })
         .current_dir(dir)
         .env("HOTRUN_CONFIG_OUT", &out.0)
         .stdin(Stdio::null())
@@ -176,6 +224,13 @@ fn thrown(path: &Path, display: &str, err: &Value) -> ConfigError {
                     ));
             }
         }
+    }
+    if first.contains("Cannot use import statement outside a module")
+        || first.contains("Unexpected token 'export'")
+    {
+        return ConfigError::eval(format!("{at}: {name}: {first}")).with_help(
+            "the file uses ES module syntax (import/export): name it .mjs, or add \"type\": \"module\" to its package.json",
+        );
     }
     let label = if name.is_empty() {
         "Error".to_string()

@@ -15,7 +15,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// One step of a path into the document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Seg {
     Key(String),
     Index(usize),
@@ -217,20 +217,32 @@ impl<'de> Visitor<'de> for Hit {
     }
 }
 
+/// Where positions come from.
+#[derive(Debug, Clone)]
+pub enum Located {
+    /// The JSON5 text the values were read from (JS prefix blanked out).
+    Json5(String),
+    /// A YAML document's index of positions.
+    Yaml(super::yaml::Index),
+}
+
 /// The file being resolved, as messages name it.
 #[derive(Debug, Clone)]
 pub struct Origin {
     /// The path as shown to the user (relative to the working folder when under it).
     pub display: String,
-    /// The JSON5 text the values were read from (JS prefix blanked out); `None` when the
-    /// file was evaluated with node and positions are unknown.
-    pub text: Option<String>,
+    /// How to find positions; `None` when the file was evaluated with node and positions
+    /// are unknown.
+    pub text: Option<Located>,
 }
 
 impl Origin {
     /// `file:line:col` of the key or value at `path`, or `None` without positions.
     pub fn position(&self, path: &[Seg], target: Target) -> Option<(usize, usize)> {
-        self.text.as_deref().and_then(|t| locate(t, path, target))
+        match self.text.as_ref()? {
+            Located::Json5(t) => locate(t, path, target),
+            Located::Yaml(index) => index.position(path, target),
+        }
     }
 
     /// A message about the key or value at `path`.
@@ -299,7 +311,7 @@ mod tests {
     fn origin_messages() {
         let o = Origin {
             display: "e.json5".into(),
-            text: Some(DOC.into()),
+            text: Some(Located::Json5(DOC.into())),
         };
         let p = vec![key("apps"), Seg::Index(0), key("instances")];
         assert_eq!(

@@ -53,7 +53,9 @@ fn apps_of<'a>(
                         origin.position(&[Seg::Key((*k).clone())], Target::Key)
                     });
                     for k in others {
-                        let detail = if schema::TOP_LEVEL_NOT_SUPPORTED.contains(&k.as_str()) {
+                        let detail = if k == "deploy" {
+                            ": PM2's deploy section; hotrun does not deploy, it only uses deploy.NAME.env with --env NAME".to_string()
+                        } else if schema::TOP_LEVEL_NOT_SUPPORTED.contains(&k.as_str()) {
                             ": known PM2 section, not supported by hotrun; ignored".to_string()
                         } else if let Some(s) = schema::suggest(k, schema::TOP_LEVEL) {
                             format!(": unknown top-level key; did you mean {s}?")
@@ -143,6 +145,55 @@ fn apps_of<'a>(
         .collect()
 }
 
+/// `deploy.<profile>.env` and its path.
+type DeployEnv<'a> = (&'a Map<String, Value>, Vec<Seg>);
+
+/// `deploy.<profile>.env` of the file, when the file has apps (`{apps: ...}` or
+/// `{pm2: ...}`), a `deploy` section, and `--env` names one of its targets with an `env`.
+/// PM2 layers it over the apps' `env` and under `env_<profile>`.
+fn deploy_env<'a>(
+    origin: &Origin,
+    root: &'a Value,
+    profile: Option<&str>,
+) -> Result<Option<DeployEnv<'a>>, ConfigError> {
+    let (Some(profile), Value::Object(top)) = (profile, root) else {
+        return Ok(None);
+    };
+    if !top.contains_key("apps") && !top.contains_key("pm2") {
+        return Ok(None);
+    }
+    let Some(Value::Object(deploy)) = top.get("deploy") else {
+        return Ok(None);
+    };
+    let Some(target) = deploy.get(profile) else {
+        return Ok(None);
+    };
+    let target_path = vec![Seg::Key("deploy".into()), Seg::Key(profile.to_string())];
+    let Value::Object(target) = target else {
+        return Err(ConfigError::invalid(origin.msg(
+            &target_path,
+            Target::Value,
+            Some(&format!("deploy.{profile}")),
+            &format!(" must be an object (got {})", show(target)),
+        )));
+    };
+    let mut env_path = target_path;
+    env_path.push(Seg::Key("env".into()));
+    match target.get("env") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(env)) => Ok(Some((env, env_path))),
+        Some(other) => Err(ConfigError::invalid(origin.msg(
+            &env_path,
+            Target::Value,
+            Some(&format!("deploy.{profile}.env")),
+            &format!(
+                " must be an object of variable names and values (got {})",
+                show(other)
+            ),
+        ))),
+    }
+}
+
 /// Resolves the parsed file into the plan.
 pub fn resolve(
     input: &Input,
@@ -156,6 +207,7 @@ pub fn resolve(
         config_dir,
         profile: input.profile,
         cpus: input.cpus,
+        deploy_env: deploy_env(origin, root, input.profile)?,
     };
     let mut resolved = Vec::new();
     for (path, obj) in apps_of(origin, root, warnings)? {

@@ -39,6 +39,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "watch_options",
     // hotrun's own keys
     "listen",
+    "env_file",
 ];
 
 /// Keys that are parsed, checked and resolved into the plan, but that the supervisor does

@@ -1,6 +1,9 @@
 //! Reading the ecosystem file into a JSON value.
 //!
-//! `.json`, `.json5` (and any other name) are JSON5, parsed by the json5 crate. `.js`,
+//! `.yml` and `.yaml` are YAML (see `yaml`). `.json`, `.json5` (and any other name) are
+//! JSON5, parsed by the json5 crate; PM2 evaluates a `.json` file as a JavaScript
+//! expression, so one that is not JSON5 either (a template literal, `process.env.X`, ...)
+//! is evaluated the same way by node when node is there. `.js`,
 //! `.cjs` and `.mjs` files that are plain literals (`module.exports = {...}`,
 //! `export default [...]`, `module.exports.apps = [...]`) are JSON5 too once the
 //! assignment prefix and the final `;` are blanked out with spaces: line:column stay those
@@ -13,14 +16,15 @@ use json5::ErrorCode;
 use serde_json::Value;
 
 use super::error::ConfigError;
-use super::{locate, node_eval};
+use super::position::Located;
+use super::{locate, node_eval, yaml};
 
-/// The file's content as a value, and the JSON5 text it came from (for positions).
+/// The file's content as a value, and where its positions come from.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub value: Value,
     /// `None` when node evaluated the file: positions are then unknown.
-    pub text: Option<String>,
+    pub text: Option<Located>,
 }
 
 /// How a JS file hands over its literal.
@@ -91,25 +95,57 @@ pub fn read(path: &Path, display: &str, notes: &mut Vec<String>) -> Result<Sourc
         .unwrap_or("")
         .to_ascii_lowercase();
     match ext.as_str() {
-        "yml" | "yaml" => Err(ConfigError::invalid(format!(
-            "{display}: YAML ecosystem files are not supported by hotrun"
-        ))
-        .with_help(
-            "write the same keys as JSON5 (ecosystem.config.json5) or as ecosystem.config.js",
-        )),
+        "yml" | "yaml" => match yaml::parse(&text) {
+            Ok((Value::Null, _)) => Err(ConfigError::invalid(format!(
+                "{display}: the YAML document is empty: there is no app to run"
+            ))
+            .with_help("write apps:\n  - name: web\n    script: server.js")),
+            Ok((value, index)) => Ok(Source {
+                value,
+                text: Some(Located::Yaml(index)),
+            }),
+            Err(e) => {
+                let at = match e.position {
+                    Some((line, col)) => format!("{display}:{line}:{col}"),
+                    None => display.to_string(),
+                };
+                Err(ConfigError::invalid(format!(
+                    "{at}: YAML syntax error: {}",
+                    e.message
+                )))
+            }
+        },
         "js" | "cjs" | "mjs" => read_js(path, display, &text, ext == "mjs", notes),
         _ => {
             let mut text = text;
             match parse(&mut text, false) {
                 Ok(value) => Ok(Source {
                     value,
-                    text: Some(text),
+                    text: Some(Located::Json5(text)),
                 }),
-                Err(e) => Err(ConfigError::invalid(format!(
-                    "{}: syntax error: {}",
-                    at(display, &e),
-                    what(&e)
-                ))),
+                Err(e) => {
+                    let err = ConfigError::invalid(format!(
+                        "{}: syntax error: {}",
+                        at(display, &e),
+                        what(&e)
+                    ));
+                    // PM2 evaluates JSON as a JavaScript expression: so does hotrun, with
+                    // node, for a file that is not JSON5. If node fails too (or is not
+                    // there), the JSON5 error is the clearer one.
+                    let json_like = ext.starts_with("json");
+                    match json_like
+                        .then(|| node_eval::evaluate_expression(path))
+                        .flatten()
+                    {
+                        Some(value) => {
+                            notes.push(format!(
+                                "{display} is not JSON5; evaluated as a JavaScript expression with node, as PM2 does"
+                            ));
+                            Ok(Source { value, text: None })
+                        }
+                        None => Err(err),
+                    }
+                }
             }
         }
     }
@@ -128,7 +164,7 @@ fn read_js(
         Ok(value) => {
             return Ok(Source {
                 value,
-                text: Some(blanked),
+                text: Some(Located::Json5(blanked)),
             })
         }
         Err(e) => e,
