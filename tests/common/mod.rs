@@ -58,17 +58,32 @@ impl Hotrun {
 
     /// Like `start_with`, keeping the stdin `cmd` was given.
     pub fn start_with_stdin(cmd: &mut Command) -> Hotrun {
+        Hotrun::spawn(cmd, true)
+    }
+
+    /// Like `start_with`, with hotrun's stdout (the instances' output) thrown away: only
+    /// its stderr is collected.
+    pub fn start_quiet(cmd: &mut Command) -> Hotrun {
+        Hotrun::spawn(cmd.stdin(Stdio::null()), false)
+    }
+
+    fn spawn(cmd: &mut Command, collect_stdout: bool) -> Hotrun {
+        let stdout = if collect_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = cmd
             .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start hotrun");
         let lines = Arc::new(Lines::default());
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), lines.clone()),
-            collect(child.stderr.take().unwrap(), lines.clone()),
-        ];
+        let mut readers = vec![collect(child.stderr.take().unwrap(), lines.clone())];
+        if let Some(out) = child.stdout.take() {
+            readers.push(collect(out, lines.clone()));
+        }
         Hotrun {
             child,
             lines,
