@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Args, Clone, Default)]
 pub struct Global {
     /// The ecosystem file. Default: the first of ecosystem.config.js, ecosystem.config.cjs,
-    /// ecosystem.config.json, ecosystem.json, ecosystem.config.json5 in the current folder.
+    /// ecosystem.config.json, ecosystem.json, ecosystem.config.json5, ecosystem.config.yml,
+    /// ecosystem.config.yaml in the current folder.
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -53,11 +54,15 @@ pub enum LogFormat {
 pub enum CommandKind {
     /// Run every app in the foreground (the default when no command is given).
     Run,
-    /// Print the resolved plan (validates the file).
+    /// Print the resolved plan (validates the file). Values of variables whose names look
+    /// secret (PASSWORD, SECRET, TOKEN, KEY, ...) are masked.
     Config {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Show secret-looking values as they are.
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Development: run with watching on for every app (its watch paths, or its cwd);
     /// type `rs` + Enter to reload every app.

@@ -45,11 +45,14 @@ fn load(global: &Global) -> Result<config::Loaded, i32> {
 }
 
 /// `hotrun config`.
-pub fn show_config(global: &Global, json: bool) -> i32 {
-    let loaded = match load(global) {
+pub fn show_config(global: &Global, json: bool, show_secrets: bool) -> i32 {
+    let mut loaded = match load(global) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    if !show_secrets {
+        config::mask_secrets(&mut loaded.plan);
+    }
     if json {
         let text =
             serde_json::to_string_pretty(&loaded.plan.to_json()).expect("a plan always serializes");

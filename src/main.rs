@@ -21,7 +21,9 @@ fn main() -> ExitCode {
     hotrun::logs::set_json(g.log_format == hotrun::cli::LogFormat::Json);
     let status = match &cli.command {
         Some(CommandKind::Guard) => process::guard::run(),
-        Some(CommandKind::Config { json }) => commands::show_config(g, *json),
+        Some(CommandKind::Config { json, show_secrets }) => {
+            commands::show_config(g, *json, *show_secrets)
+        }
         Some(CommandKind::Run) | None => commands::run(g, Mode::Serve),
         Some(CommandKind::Watch { instances, poll }) => commands::watch(g, *instances, *poll),
         Some(CommandKind::Check { reloads }) => commands::run(g, Mode::Check { reloads: *reloads }),
