@@ -118,6 +118,19 @@ pub struct AppPlan {
     /// `listen` (hotrun's key): sockets bound before the start and passed to every
     /// instance with `LISTEN_FDS` (systemd socket activation), in this order.
     pub listen: Vec<ListenAddr>,
+    /// `max_surge` (hotrun's key): slots replaced at the same time in a reload (>= 1).
+    pub max_surge: u32,
+    /// `min_ready` (hotrun's key): a successor must stay up this long after its ready
+    /// signal before its predecessor is stopped.
+    pub min_ready: Duration,
+    /// `ready_pattern` (hotrun's key): a regular expression; an output line that matches
+    /// it is a ready signal.
+    pub ready_pattern: Option<String>,
+    /// `build` (hotrun's key): a command run with `sh -c` in the cwd before the first
+    /// start and before every reload; the reload goes on only when it exits 0.
+    pub build: Option<String>,
+    /// `build_timeout`: how long a build may run (10 minutes by default).
+    pub build_timeout: Duration,
     pub logs: LogPlan,
 }
 
@@ -159,6 +172,11 @@ impl AppPlan {
             "watch_delay": ms(self.watch_delay),
             "env": self.env,
             "listen": self.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "max_surge": self.max_surge,
+            "min_ready": ms(self.min_ready),
+            "ready_pattern": self.ready_pattern,
+            "build": self.build,
+            "build_timeout": ms(self.build_timeout),
         })
     }
 

@@ -90,7 +90,7 @@ struct Run {
 fn hotrun(dir: &Path, file: &str, profile: Option<&str>) -> Run {
     let mut cmd = Command::new(BIN);
     fixed_env(&mut cmd, dir);
-    cmd.args(["config", "--json", "--config", file]);
+    cmd.args(["config", "--json", "--show-secrets", "--config", file]);
     if let Some(p) = profile {
         cmd.args(["--env", p]);
     }

@@ -363,6 +363,34 @@ pub fn resolve_app(
             .ok_or(E)
     })?;
 
+    // hotrun's rollout keys.
+    let max_surge = f.parse("max_surge", 1, |v| {
+        units::parse_count(v).and_then(|n| {
+            if n == 0 {
+                Err("a number of instances, 1 or more")
+            } else {
+                Ok(n)
+            }
+        })
+    })?;
+    let ready_pattern = match f.string("ready_pattern")? {
+        None => None,
+        Some((k, pattern)) => match regex::Regex::new(pattern) {
+            Ok(_) => Some(pattern.to_string()),
+            Err(e) => {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let v = Value::String(pattern.to_string());
+                return Err(f.bad(k, &v, &format!("a regular expression ({first})")));
+            }
+        },
+    };
+
     // `listen` (hotrun's key): sockets bound by hotrun and passed as LISTEN_FDS.
     let listen = match f.get("listen") {
         None => Vec::new(),
@@ -511,6 +539,11 @@ pub fn resolve_app(
         instance_var,
         port,
         listen,
+        max_surge,
+        min_ready: f.ms("min_ready", 0)?,
+        ready_pattern,
+        build: f.string("build")?.map(|(_, s)| s.to_string()),
+        build_timeout: f.ms("build_timeout", 600_000)?,
         logs,
     };
     Ok(Resolved {

@@ -39,6 +39,11 @@ pub const IMPLEMENTED: &[&str] = &[
     "watch_options",
     // hotrun's own keys
     "listen",
+    "max_surge",
+    "min_ready",
+    "ready_pattern",
+    "build",
+    "build_timeout",
     "env_file",
 ];
 

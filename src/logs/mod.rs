@@ -181,6 +181,33 @@ impl LogSink {
         self.write_files(app, id, stream, text, Some(&date));
     }
 
+    /// A line of an app's `build`, prefixed `name|build` (not written to its log files).
+    pub fn build_line(&mut self, app: usize, stream: Stream, text: &[u8]) {
+        let Some(log) = self.apps.get(app) else {
+            return;
+        };
+        let to_stderr = stream == Stream::Err;
+        let label = format!("{}|build", log.name);
+        let line = if JSON.load(Ordering::Relaxed) {
+            json_line(Some(&log.name), None, "build", text)
+        } else {
+            let styled = if to_stderr {
+                log.style.clone().for_stderr().apply_to(label)
+            } else {
+                log.style.clone().for_stdout().apply_to(label)
+            };
+            let mut line = format!("{styled} | ").into_bytes();
+            line.extend_from_slice(text);
+            line.push(b'\n');
+            line
+        };
+        if to_stderr {
+            let _ = std::io::stderr().lock().write_all(&line);
+        } else {
+            let _ = std::io::stdout().lock().write_all(&line);
+        }
+    }
+
     /// Appends the line to the app's log files, if it has any; `date` is its prefix when
     /// already formatted.
     fn write_files(

@@ -66,6 +66,44 @@ pub struct Spawned {
     pub ipc: UnixStream,
 }
 
+/// A started build: its pid (also its process group id) and its output pipes.
+pub struct SpawnedBuild {
+    pub pid: i32,
+    pub stdout: ChildStdout,
+    pub stderr: ChildStderr,
+}
+
+/// Starts an app's `build` command with `sh -c` in the app's cwd, with its environment,
+/// in a process group of its own (so a timeout kills all of it).
+pub fn spawn_build(app: &AppPlan, command: &str) -> io::Result<SpawnedBuild> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(&app.cwd)
+        .envs(&app.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let parent = nix::unistd::getpid();
+    // SAFETY: only async-signal-safe calls run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                let _ = nix::sys::signal::raise(Signal::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    Ok(SpawnedBuild {
+        pid: child.id() as i32,
+        stdout: child.stdout.take().expect("piped"),
+        stderr: child.stderr.take().expect("piped"),
+    })
+}
+
 /// Starts the instance. The returned pid leads a new process group.
 pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     let app = req.app;

@@ -134,8 +134,8 @@ impl Supervisor {
         let now = Instant::now();
         match self.locate(serial) {
             Some((a, s, Role::Current)) => self.apply(a, s, Input::Ready(by), now),
-            Some((a, _, Role::Successor)) if by.counts(self.apps[a].settings.wait_ready) => {
-                self.rollout_input(a, rollout::Input::Ready(by), now)
+            Some((a, s, Role::Successor)) if by.counts(&self.apps[a].settings) => {
+                self.rollout_input(a, rollout::Input::Ready { slot: s, by }, now)
             }
             _ => {}
         }
@@ -144,14 +144,18 @@ impl Supervisor {
     pub(super) fn on_reaped(&mut self, exits: Vec<(i32, Exit)>) {
         let now = Instant::now();
         for (pid, exit) in exits {
+            if let Some(&a) = self.builds.get(&pid) {
+                self.on_build_exit(a, exit, now);
+                continue;
+            }
             // Not an instance: an orphan handed to hotrun, or the guard. Reaped, nothing more.
             let Some(&serial) = self.pids.get(&pid) else {
                 continue;
             };
             match self.locate(serial) {
                 Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
-                Some((a, _, Role::Successor)) => {
-                    self.rollout_input(a, rollout::Input::Exited(exit), now)
+                Some((a, s, Role::Successor)) => {
+                    self.rollout_input(a, rollout::Input::Exited { slot: s, exit }, now)
                 }
                 Some((a, s, Role::Retiring(i))) => {
                     self.apply_retiring(a, s, i, Input::Exited(exit), now)
@@ -195,6 +199,7 @@ impl Supervisor {
             return;
         }
         self.shutdown = Shutdown::Graceful;
+        self.kill_builds();
         let now = Instant::now();
         for a in 0..self.apps.len() {
             self.abort_rollout(a, "hotrun is stopping", now);

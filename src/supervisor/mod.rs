@@ -13,6 +13,7 @@
 //! reading what they say), `reloads.rs` (driving rollouts), `status.rs` (`hotrun status`),
 //! `check.rs` (`hotrun check`).
 
+mod build;
 mod check;
 mod console;
 mod instances;
@@ -106,6 +107,14 @@ enum Event {
         serial: u64,
         by: ReadyBy,
     },
+    BuildLine {
+        app: usize,
+        stream: Stream,
+        text: Vec<u8>,
+    },
+    BuildPipeClosed {
+        app: usize,
+    },
 }
 
 /// One slot with what the loop keeps beside its phase.
@@ -165,13 +174,18 @@ struct AppState {
     next_plan: Option<AppPlan>,
     /// Gone from the ecosystem file (stopped; kept so indexes stay valid).
     removed: bool,
+    /// `ready_pattern`, compiled (it was checked when the file was read).
+    ready_re: Option<regex::Regex>,
+    /// The app's `build` while it runs.
+    build: Option<build::Build>,
+    /// File changes until then are the last build's own (events still on their way).
+    quiet_until: Option<Instant>,
 }
 
 impl AppState {
     fn new(plan: AppPlan, ports: Vec<ListenAddr>, slots: Vec<SlotState>) -> AppState {
         AppState {
             settings: settings_of(&plan, &ports, false),
-            plan,
             slots,
             gave_up_said: false,
             ports,
@@ -182,8 +196,19 @@ impl AppState {
             changes: None,
             next_plan: None,
             removed: false,
+            ready_re: ready_regex(&plan),
+            build: None,
+            quiet_until: None,
+            plan,
         }
     }
+}
+
+/// The app's `ready_pattern`, compiled.
+fn ready_regex(plan: &AppPlan) -> Option<regex::Regex> {
+    plan.ready_pattern
+        .as_deref()
+        .and_then(|p| regex::Regex::new(p).ok())
 }
 
 /// The slot settings of an app; `learned` = its instances asked for a port already.
@@ -192,6 +217,7 @@ fn settings_of(app: &AppPlan, ports: &[ListenAddr], learned: bool) -> Settings {
         policy: restart::Policy::of(app),
         wait_ready: app.wait_ready,
         expect_listen: learned || runs::expects_listen(app, ports),
+        ready_pattern: app.ready_pattern.is_some(),
         listen_timeout: app.listen_timeout,
         kill_timeout: app.kill_timeout,
         kill_signal: app.kill_signal,
@@ -245,6 +271,8 @@ struct Supervisor {
     memory_interval: Duration,
     /// Recent output for `hotrun logs`, and its followers.
     logbook: logbook::Logbook,
+    /// Running builds: pid -> app.
+    builds: HashMap<i32, usize>,
     /// The next memory sample, when an app has `max_memory_restart`.
     memory_check_at: Option<Instant>,
 }
@@ -322,6 +350,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
     if opts.console {
         console::read_lines(console_tx);
     }
+    sup.start_initial_builds(Instant::now());
     sup.tick(Instant::now());
 
     loop {
@@ -425,6 +454,7 @@ impl Supervisor {
             next_pm_id: pm_id,
             memory_interval: opts.memory_interval,
             logbook: logbook::Logbook::default(),
+            builds: HashMap::new(),
             memory_check_at: Some(now + opts.memory_interval),
         })
     }
@@ -481,6 +511,11 @@ impl Supervisor {
                 wake = wake.min(c.deadline());
             }
         }
+        for a in 0..self.apps.len() {
+            if let Some(d) = self.build_deadline(a) {
+                wake = wake.min(d);
+            }
+        }
         if let Some(t) = self.memory_check_at {
             wake = wake.min(t);
         }
@@ -503,8 +538,7 @@ impl Supervisor {
         if app
             .rollout
             .as_ref()
-            .and_then(Rollout::successor)
-            .is_some_and(|r| r.serial == serial)
+            .is_some_and(|r| r.successors().any(|(_, run)| run.serial == serial))
         {
             return Some((a, s, Role::Successor));
         }
@@ -537,6 +571,11 @@ impl Supervisor {
                         io.remember_stderr(&text);
                     }
                 }
+                if let Some(re) = &self.apps[app].ready_re {
+                    if re.is_match(&String::from_utf8_lossy(&text)) {
+                        self.on_ready(serial, ReadyBy::Pattern);
+                    }
+                }
                 self.logs.line(app, id, stream, &text);
                 let (name, single) = (
                     &self.apps[app].plan.name,
@@ -553,15 +592,19 @@ impl Supervisor {
             Event::PipeClosed => self.open_pipes -= 1,
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
+            Event::BuildLine { app, stream, text } => self.on_build_line(app, stream, &text),
+            Event::BuildPipeClosed { app } => self.on_build_pipe_closed(app, Instant::now()),
         }
     }
 
     /// Gives everything whose deadline has come a tick.
     fn tick(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
+            let waiting_for_build = self.building_first(a);
             for s in 0..self.apps[a].slots.len() {
                 let phase = &self.apps[a].slots[s].phase;
-                if phase.deadline().is_some_and(|d| d <= now) {
+                let pending = matches!(phase, Phase::Pending { .. });
+                if phase.deadline().is_some_and(|d| d <= now) && !(pending && waiting_for_build) {
                     let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
                     self.apply(a, s, Input::Tick { group_alive }, now);
                 }
@@ -587,6 +630,7 @@ impl Supervisor {
                 self.rollout_input(a, rollout::Input::Tick, now);
             }
         }
+        self.check_build_timeouts(now);
         self.fire_changes(now);
         if self.memory_check_at.is_some_and(|t| t <= now) {
             self.memory_check_at = Some(now + self.memory_interval);
@@ -605,6 +649,7 @@ impl Supervisor {
                 .iter()
                 .all(|s| s.phase.is_final() && s.retiring.is_empty())
                 && app.rollout.is_none()
+                && app.build.is_none()
         });
         if !all_final {
             return None;

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::rollout::{self, Action, Input, Readiness, Rollout, Step, Trigger};
+use super::rollout::{self, Action, Input, Readiness, Rollout, Trigger};
 use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
 use super::{LastReload, Supervisor};
 use crate::control::protocol::Response;
@@ -43,6 +43,15 @@ impl Supervisor {
                 return self.rollout_done(a, &trigger, Some((0, e)), now);
             }
         }
+        if self.apps[a].plan.build.is_some() {
+            // The rollout starts when the build has succeeded (see build.rs).
+            return self.start_build(a, Some(trigger), now);
+        }
+        self.start_rollout(a, trigger, now);
+    }
+
+    /// Starts replacing the slots (the build, if any, has succeeded).
+    pub(super) fn start_rollout(&mut self, a: usize, trigger: Trigger, now: Instant) {
         let app = &mut self.apps[a];
         let name = app.plan.name.clone();
         // Slots scaled away or just added are not rolled.
@@ -57,11 +66,13 @@ impl Supervisor {
             return self.rollout_done(a, &trigger, None, now);
         }
         self.logs.say(&format!(
-            "{name}: rolling reload ({}), {} instance(s), one at a time",
+            "{name}: rolling reload ({}), {} instance(s), {} at a time",
             trigger.as_str(),
-            slots.len()
+            slots.len(),
+            app.plan.max_surge.min(slots.len() as u32)
         ));
-        let (rollout, actions) = Rollout::begin(trigger.clone(), slots, now);
+        let surge = app.plan.max_surge as usize;
+        let (rollout, actions) = Rollout::begin(trigger.clone(), slots, surge, now);
         app.rollout = Some(rollout);
         self.rollout_actions(a, &trigger, actions, now);
     }
@@ -71,6 +82,7 @@ impl Supervisor {
         Readiness {
             listen_timeout: settings.listen_timeout,
             uptime: (!settings.waits_for_signal()).then_some(settings.policy.min_uptime),
+            min_ready: self.apps[a].plan.min_ready,
         }
     }
 
@@ -91,8 +103,8 @@ impl Supervisor {
             match action {
                 Action::Spawn { slot } => {
                     let input = match self.spawn_run(a, slot, now) {
-                        Ok(run) => Input::Spawned(run),
-                        Err(e) => Input::SpawnFailed(e),
+                        Ok(run) => Input::Spawned { slot, run },
+                        Err(why) => Input::SpawnFailed { slot, why },
                     };
                     self.rollout_input(a, input, now);
                 }
@@ -133,18 +145,15 @@ impl Supervisor {
                     self.act(a, s, Some(old_run), action, now);
                 }
             }
-            None => self.rollout_input(a, Input::OldGone, now),
+            None => self.rollout_input(a, Input::OldGone { slot: s }, now),
         }
     }
 
     /// A retiring instance of slot `s` is gone; the rollout goes on once none is left.
     pub(super) fn retired(&mut self, a: usize, s: usize, now: Instant) {
-        let draining = self.apps[a]
-            .rollout
-            .as_ref()
-            .is_some_and(|r| r.slot == s && r.step == Step::Draining);
+        let draining = self.apps[a].rollout.as_ref().is_some_and(|r| r.draining(s));
         if draining && self.apps[a].slots[s].retiring.is_empty() {
-            self.rollout_input(a, Input::OldGone, now);
+            self.rollout_input(a, Input::OldGone { slot: s }, now);
         }
     }
 
@@ -189,7 +198,8 @@ impl Supervisor {
         let Some(r) = self.apps[a].rollout.take() else {
             return;
         };
-        if let Some(run) = r.successor().copied() {
+        let successors: Vec<Run> = r.successors().map(|(_, run)| *run).collect();
+        for run in successors {
             self.retire_successor(a, run, now);
         }
         let (waiters, _) = self.apps[a].queue.finish();
@@ -201,7 +211,7 @@ impl Supervisor {
     }
 
     /// The rollout ended, well or not: record it, answer its waiters, start the next one.
-    fn rollout_done(
+    pub(super) fn rollout_done(
         &mut self,
         a: usize,
         trigger: &Trigger,

@@ -347,6 +347,7 @@ impl Supervisor {
         let app = &mut self.apps[a];
         app.settings = super::settings_of(&new, &ports, learned);
         app.ports = ports;
+        app.ready_re = super::ready_regex(&new);
         app.plan = new;
         let pm_base = app.slots.first().map_or(self.next_pm_id, |s| s.pm_id);
         self.logs.set_app(a, &self.apps[a].plan, pm_base);

@@ -1,11 +1,12 @@
 //! The ready-gated rolling reload of one app, as a pure state machine, and the queue that
 //! folds requests arriving during a reload into exactly one more.
 //!
-//! Per slot, one at a time: start a successor with the same instance id, wait until it is
-//! ready, then promote it (the event loop stops the old instance with `kill_signal`, SIGKILL
-//! after `kill_timeout`) and wait until the old one is gone, output drained; then the next
-//! slot. A successor that exits or is not ready within `listen_timeout` is killed and the
-//! reload ends as failed: the old instance, and every other, keeps serving.
+//! Per slot, `max_surge` slots at a time (1 by default): start a successor with the same
+//! instance id, wait until it is ready (and, with `min_ready`, still up that much later),
+//! then promote it (the event loop stops the old instance with `kill_signal`, SIGKILL after
+//! `kill_timeout`) and wait until the old one is gone; then the next slot. A successor that
+//! exits or is not ready within `listen_timeout` is stopped and the reload ends as failed,
+//! its surging siblings stopped too: the old instances keep serving.
 
 use std::time::{Duration, Instant};
 
@@ -73,14 +74,20 @@ impl Trigger {
 pub struct Rollout {
     pub trigger: Trigger,
     pub started: Instant,
-    /// The slot being replaced (an index into the app's slots).
-    pub slot: usize,
-    /// The slots to replace after it, in order.
+    /// The slots being replaced now (`max_surge` of them at most).
+    pub lanes: Vec<Lane>,
+    /// The slots to replace after them, in order.
     pub rest: Vec<usize>,
+}
+
+/// One slot being replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lane {
+    pub slot: usize,
     pub step: Step,
 }
 
-/// Where the rollout is within its current slot.
+/// Where a lane is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// A successor is to be started (the loop answers `Spawned` or `SpawnFailed`).
@@ -92,6 +99,12 @@ pub enum Step {
         ready_at: Option<Instant>,
         deadline: Instant,
     },
+    /// Ready, and must stay up until `until` (`min_ready`) before it takes the slot.
+    Settling {
+        run: Run,
+        by: ReadyBy,
+        until: Instant,
+    },
     /// The successor took the slot; the old instance is stopping.
     Draining,
 }
@@ -99,14 +112,28 @@ pub enum Step {
 /// What happens to the rollout.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    Spawned(Run),
-    SpawnFailed(String),
-    /// The successor is ready.
-    Ready(ReadyBy),
-    /// The successor exited.
-    Exited(Exit),
-    /// The old instance of the slot is gone (or there was none).
-    OldGone,
+    Spawned {
+        slot: usize,
+        run: Run,
+    },
+    SpawnFailed {
+        slot: usize,
+        why: String,
+    },
+    /// The successor of `slot` is ready.
+    Ready {
+        slot: usize,
+        by: ReadyBy,
+    },
+    /// The successor of `slot` exited.
+    Exited {
+        slot: usize,
+        exit: Exit,
+    },
+    /// The old instance of `slot` is gone (or there was none).
+    OldGone {
+        slot: usize,
+    },
     Tick,
 }
 
@@ -117,8 +144,8 @@ pub enum Action {
     Spawn { slot: usize },
     /// The successor is ready: it becomes the slot's instance, the old one is stopped.
     Promote { slot: usize, run: Run, by: ReadyBy },
-    /// Stop a successor that never got ready (gracefully: it may already be serving
-    /// requests on the shared socket).
+    /// Stop a successor that will not take its slot (gracefully: it may already be
+    /// serving requests on the shared socket).
     StopSuccessor { run: Run },
     /// SIGKILL what a successor that exited left in its group.
     KillSuccessor { run: Run },
@@ -128,54 +155,109 @@ pub enum Action {
     Failed { slot: usize, reason: String },
 }
 
-/// How the successor proves it is ready.
+/// How a successor proves it is ready, and how many are started at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Readiness {
     /// The longest wait for a signal.
     pub listen_timeout: Duration,
     /// `Some(min_uptime)` when staying up is the readiness (no signal expected).
     pub uptime: Option<Duration>,
+    /// How long a successor must stay up after its ready signal (`min_ready`).
+    pub min_ready: Duration,
+}
+
+impl Step {
+    fn run(&self) -> Option<&Run> {
+        match self {
+            Step::Starting { run, .. } | Step::Settling { run, .. } => Some(run),
+            _ => None,
+        }
+    }
 }
 
 impl Rollout {
-    /// Starts a reload of these slots (at least one), in order.
-    pub fn begin(trigger: Trigger, slots: Vec<usize>, now: Instant) -> (Rollout, Vec<Action>) {
+    /// Starts a reload of these slots (at least one), `surge` at a time, in order.
+    pub fn begin(
+        trigger: Trigger,
+        slots: Vec<usize>,
+        surge: usize,
+        now: Instant,
+    ) -> (Rollout, Vec<Action>) {
+        let surge = surge.max(1).min(slots.len().max(1));
         let mut slots = slots.into_iter();
-        let first = slots.next().unwrap_or(0);
+        let lanes: Vec<Lane> = slots
+            .by_ref()
+            .take(surge)
+            .map(|slot| Lane {
+                slot,
+                step: Step::Spawn,
+            })
+            .collect();
+        let actions = lanes
+            .iter()
+            .map(|l| Action::Spawn { slot: l.slot })
+            .collect();
         (
             Rollout {
                 trigger,
                 started: now,
-                slot: first,
+                lanes,
                 rest: slots.collect(),
-                step: Step::Spawn,
             },
-            vec![Action::Spawn { slot: first }],
+            actions,
         )
     }
 
     /// Whether this rollout will still replace slot `s` (or is replacing it).
     pub fn covers(&self, s: usize) -> bool {
-        self.slot == s || self.rest.contains(&s)
+        self.lanes.iter().any(|l| l.slot == s) || self.rest.contains(&s)
     }
 
     /// When the rollout wants a `Tick`.
     pub fn deadline(&self) -> Option<Instant> {
-        match &self.step {
-            Step::Starting {
-                ready_at, deadline, ..
-            } => Some(ready_at.map_or(*deadline, |r| r.min(*deadline))),
-            _ => None,
-        }
+        self.lanes
+            .iter()
+            .filter_map(|l| match &l.step {
+                Step::Starting {
+                    ready_at, deadline, ..
+                } => Some(ready_at.map_or(*deadline, |r| r.min(*deadline))),
+                Step::Settling { until, .. } => Some(*until),
+                _ => None,
+            })
+            .min()
     }
 
-    /// The successor's run, while there is one that has not taken its slot.
-    pub fn successor(&self) -> Option<&Run> {
-        match &self.step {
-            Step::Starting { run, .. } => Some(run),
-            _ => None,
+    /// The successors that have not taken their slot yet.
+    pub fn successors(&self) -> impl Iterator<Item = (usize, &Run)> {
+        self.lanes
+            .iter()
+            .filter_map(|l| l.step.run().map(|r| (l.slot, r)))
+    }
+
+    /// Whether slot `s` is draining (its successor took it; the old one is stopping).
+    pub fn draining(&self, s: usize) -> bool {
+        self.lanes
+            .iter()
+            .any(|l| l.slot == s && l.step == Step::Draining)
+    }
+}
+
+/// Ends the rollout as failed at `slot`: its successor is dealt with by `first`, every
+/// other successor that has not taken its slot is stopped.
+fn fail(
+    r: Rollout,
+    slot: usize,
+    first: Option<Action>,
+    reason: String,
+) -> (Option<Rollout>, Vec<Action>) {
+    let mut actions: Vec<Action> = first.into_iter().collect();
+    for (s, run) in r.successors() {
+        if s != slot {
+            actions.push(Action::StopSuccessor { run: *run });
         }
     }
+    actions.push(Action::Failed { slot, reason });
+    (None, actions)
 }
 
 /// The transition function: `None` means the rollout is over (see the actions for how).
@@ -185,93 +267,126 @@ pub fn step(
     now: Instant,
     readiness: Readiness,
 ) -> (Option<Rollout>, Vec<Action>) {
-    let slot = r.slot;
-    match (&r.step, input) {
-        (Step::Spawn, Input::Spawned(run)) => {
-            r.step = Step::Starting {
-                run,
-                ready_at: readiness.uptime.map(|u| now + u),
-                deadline: now
-                    + readiness
-                        .listen_timeout
-                        .max(readiness.uptime.unwrap_or_default()),
-            };
+    let lane_of = |r: &Rollout, slot: usize| r.lanes.iter().position(|l| l.slot == slot);
+    match input {
+        Input::Spawned { slot, run } => {
+            if let Some(i) = lane_of(&r, slot).filter(|&i| r.lanes[i].step == Step::Spawn) {
+                r.lanes[i].step = Step::Starting {
+                    run,
+                    ready_at: readiness.uptime.map(|u| now + u),
+                    deadline: now
+                        + readiness
+                            .listen_timeout
+                            .max(readiness.uptime.unwrap_or_default()),
+                };
+            }
             (Some(r), vec![])
         }
-        (Step::Spawn, Input::SpawnFailed(why)) => (
+        Input::SpawnFailed { slot, why } => fail(
+            r,
+            slot,
             None,
-            vec![Action::Failed {
-                slot,
-                reason: format!("the new instance could not start: {why}"),
-            }],
+            format!("the new instance could not start: {why}"),
         ),
-        (Step::Starting { run, .. }, Input::Ready(by)) => {
-            let run = *run;
-            r.step = Step::Draining;
-            (Some(r), vec![Action::Promote { slot, run, by }])
+        Input::Ready { slot, by } => {
+            let Some(i) = lane_of(&r, slot) else {
+                return (Some(r), vec![]);
+            };
+            let Step::Starting { run, .. } = r.lanes[i].step else {
+                return (Some(r), vec![]);
+            };
+            if readiness.min_ready.is_zero() {
+                r.lanes[i].step = Step::Draining;
+                (Some(r), vec![Action::Promote { slot, run, by }])
+            } else {
+                r.lanes[i].step = Step::Settling {
+                    run,
+                    by,
+                    until: now + readiness.min_ready,
+                };
+                (Some(r), vec![])
+            }
         }
-        (
-            Step::Starting {
-                run,
-                ready_at,
-                deadline,
-            },
-            Input::Tick,
-        ) => {
-            let run = *run;
-            if ready_at.is_some_and(|t| now >= t) {
-                r.step = Step::Draining;
-                return (
-                    Some(r),
-                    vec![Action::Promote {
-                        slot,
+        Input::Exited { slot, exit } => {
+            let Some(i) = lane_of(&r, slot) else {
+                return (Some(r), vec![]);
+            };
+            match r.lanes[i].step.clone() {
+                Step::Starting { run, .. } => {
+                    let up = now.saturating_duration_since(run.started).as_millis();
+                    let reason = format!(
+                        "the new instance exited ({exit}) after {up} ms, before it was ready"
+                    );
+                    fail(r, slot, Some(Action::KillSuccessor { run }), reason)
+                }
+                Step::Settling { run, until, .. } => {
+                    let early = until.saturating_duration_since(now).as_millis();
+                    let reason = format!(
+                        "the new instance exited ({exit}) {early} ms before the end of min_ready ({} ms)",
+                        readiness.min_ready.as_millis()
+                    );
+                    fail(r, slot, Some(Action::KillSuccessor { run }), reason)
+                }
+                _ => (Some(r), vec![]),
+            }
+        }
+        Input::Tick => {
+            let mut actions = Vec::new();
+            for i in 0..r.lanes.len() {
+                let slot = r.lanes[i].slot;
+                match r.lanes[i].step.clone() {
+                    Step::Starting {
                         run,
-                        by: ReadyBy::Uptime,
-                    }],
-                );
+                        ready_at,
+                        deadline,
+                    } => {
+                        if ready_at.is_some_and(|t| now >= t) {
+                            // Uptime readiness: min_ready is part of it already.
+                            r.lanes[i].step = Step::Draining;
+                            actions.push(Action::Promote {
+                                slot,
+                                run,
+                                by: ReadyBy::Uptime,
+                            });
+                        } else if now >= deadline {
+                            let reason = format!(
+                                "the new instance was not ready within listen_timeout ({} ms)",
+                                readiness.listen_timeout.as_millis()
+                            );
+                            let (next, mut failed) =
+                                fail(r, slot, Some(Action::StopSuccessor { run }), reason);
+                            actions.append(&mut failed);
+                            return (next, actions);
+                        }
+                    }
+                    Step::Settling { run, by, until } if now >= until => {
+                        r.lanes[i].step = Step::Draining;
+                        actions.push(Action::Promote { slot, run, by });
+                    }
+                    _ => {}
+                }
             }
-            if now >= *deadline {
-                let reason = format!(
-                    "the new instance was not ready within listen_timeout ({} ms)",
-                    readiness.listen_timeout.as_millis()
-                );
-                return (
-                    None,
-                    vec![
-                        Action::StopSuccessor { run },
-                        Action::Failed { slot, reason },
-                    ],
-                );
+            (Some(r), actions)
+        }
+        Input::OldGone { slot } => {
+            let Some(i) = lane_of(&r, slot).filter(|&i| r.lanes[i].step == Step::Draining) else {
+                return (Some(r), vec![]);
+            };
+            r.lanes.remove(i);
+            if !r.rest.is_empty() {
+                let next = r.rest.remove(0);
+                r.lanes.push(Lane {
+                    slot: next,
+                    step: Step::Spawn,
+                });
+                return (Some(r), vec![Action::Spawn { slot: next }]);
             }
-            (Some(r), vec![])
-        }
-        (Step::Starting { run, .. }, Input::Exited(exit)) => {
-            let up = now.saturating_duration_since(run.started).as_millis();
-            let run = *run;
-            (
-                None,
-                vec![
-                    Action::KillSuccessor { run },
-                    Action::Failed {
-                        slot,
-                        reason: format!(
-                            "the new instance exited ({exit}) after {up} ms, before it was ready"
-                        ),
-                    },
-                ],
-            )
-        }
-        (Step::Draining, Input::OldGone) => {
-            if r.rest.is_empty() {
-                return (None, vec![Action::Done]);
+            if r.lanes.is_empty() {
+                (None, vec![Action::Done])
+            } else {
+                (Some(r), vec![])
             }
-            let next = r.rest.remove(0);
-            r.slot = next;
-            r.step = Step::Spawn;
-            (Some(r), vec![Action::Spawn { slot: next }])
         }
-        // Anything else changes nothing (a late ready message, a tick while draining...).
-        _ => (Some(r), vec![]),
     }
 }
 
@@ -332,6 +447,7 @@ mod tests {
     const SIGNAL: Readiness = Readiness {
         listen_timeout: Duration::from_millis(3000),
         uptime: None,
+        min_ready: Duration::ZERO,
     };
 
     fn run(t0: Instant, pid: i32) -> Run {
@@ -342,42 +458,108 @@ mod tests {
         }
     }
 
-    /// Drives a whole rollout of `slots` slots where every successor gets ready.
+    /// Feeds inputs in order; returns every action and whether the rollout is over.
+    fn drive(
+        mut r: Rollout,
+        inputs: Vec<(u64, Input)>,
+        t0: Instant,
+        rd: Readiness,
+    ) -> (Vec<Action>, bool) {
+        let mut all = Vec::new();
+        for (at, input) in inputs {
+            let (next, actions) = step(r, input, t0 + ms(at), rd);
+            all.extend(actions);
+            match next {
+                Some(n) => r = n,
+                None => return (all, true),
+            }
+        }
+        (all, false)
+    }
+
     #[test]
     fn every_slot_is_replaced_one_at_a_time() {
         let t0 = Instant::now();
-        let (mut r, actions) = Rollout::begin(Trigger::Command, vec![0, 1, 2], t0);
+        let (r, actions) = Rollout::begin(Trigger::Command, vec![0, 1, 2], 1, t0);
         assert_eq!(actions, vec![Action::Spawn { slot: 0 }]);
-        let mut log = Vec::new();
+        let mut inputs = Vec::new();
         for slot in 0..3 {
-            let succ = run(t0, 100 + slot as i32);
-            let (next, a) = step(r, Input::Spawned(succ), t0, SIGNAL);
-            assert!(a.is_empty());
-            r = next.unwrap();
-            assert_eq!(r.successor(), Some(&succ));
-            let (next, a) = step(r, Input::Ready(ReadyBy::Message), t0 + ms(50), SIGNAL);
-            assert_eq!(
-                a,
-                vec![Action::Promote {
+            inputs.push((
+                0,
+                Input::Spawned {
                     slot,
-                    run: succ,
-                    by: ReadyBy::Message
-                }]
-            );
-            r = next.unwrap();
-            let (next, a) = step(r, Input::OldGone, t0 + ms(60), SIGNAL);
-            log.extend(a);
-            match next {
-                Some(n) => r = n,
-                None => break,
-            }
+                    run: run(t0, 100 + slot as i32),
+                },
+            ));
+            inputs.push((
+                50,
+                Input::Ready {
+                    slot,
+                    by: ReadyBy::Message,
+                },
+            ));
+            inputs.push((60, Input::OldGone { slot }));
         }
+        let (actions, over) = drive(r, inputs, t0, SIGNAL);
+        assert!(over);
+        let promoted: Vec<usize> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Promote { slot, .. } => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(promoted, vec![0, 1, 2]);
         assert_eq!(
-            log,
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::Spawn { .. }))
+                .count(),
+            2
+        );
+        assert_eq!(actions.last(), Some(&Action::Done));
+    }
+
+    #[test]
+    fn max_surge_replaces_that_many_slots_at_once() {
+        let t0 = Instant::now();
+        let (r, actions) = Rollout::begin(Trigger::Command, (0..8).collect(), 4, t0);
+        assert_eq!(
+            actions,
+            (0..4)
+                .map(|slot| Action::Spawn { slot })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(r.rest, vec![4, 5, 6, 7]);
+        // Slot 2 finishes first: slot 4 starts, the others go on.
+        let inputs = vec![
+            (
+                0,
+                Input::Spawned {
+                    slot: 2,
+                    run: run(t0, 12),
+                },
+            ),
+            (
+                10,
+                Input::Ready {
+                    slot: 2,
+                    by: ReadyBy::Message,
+                },
+            ),
+            (20, Input::OldGone { slot: 2 }),
+        ];
+        let (actions, over) = drive(r, inputs, t0, SIGNAL);
+        assert!(!over);
+        assert_eq!(
+            actions,
             vec![
-                Action::Spawn { slot: 1 },
-                Action::Spawn { slot: 2 },
-                Action::Done
+                Action::Promote {
+                    slot: 2,
+                    run: run(t0, 12),
+                    by: ReadyBy::Message
+                },
+                Action::Spawn { slot: 4 },
             ]
         );
     }
@@ -386,14 +568,16 @@ mod tests {
     fn failures_end_the_rollout_and_keep_the_old_instance() {
         let t0 = Instant::now();
         let succ = run(t0, 7);
-        let starting = |r: Rollout| step(r, Input::Spawned(succ), t0, SIGNAL).0.unwrap();
-        let fresh = || Rollout::begin(Trigger::Signal, vec![0, 1], t0).0;
-
-        // (name, input, at ms, expected actions)
+        let starting = || {
+            let r = Rollout::begin(Trigger::Signal, vec![0, 1], 1, t0).0;
+            step(r, Input::Spawned { slot: 0, run: succ }, t0, SIGNAL)
+                .0
+                .unwrap()
+        };
         let table: Vec<(&str, Input, u64, Vec<Action>)> = vec![
             (
                 "exits before ready",
-                Input::Exited(Exit::Code(1)),
+                Input::Exited { slot: 0, exit: Exit::Code(1) },
                 120,
                 vec![
                     Action::KillSuccessor { run: succ },
@@ -418,14 +602,17 @@ mod tests {
             ("tick before the deadline", Input::Tick, 2999, vec![]),
         ];
         for (name, input, at, want) in table {
-            let (next, actions) = step(starting(fresh()), input, t0 + ms(at), SIGNAL);
+            let (next, actions) = step(starting(), input, t0 + ms(at), SIGNAL);
             assert_eq!(actions, want, "{name}");
             assert_eq!(next.is_none(), !want.is_empty(), "{name}");
         }
-
+        let r = Rollout::begin(Trigger::Signal, vec![0, 1], 1, t0).0;
         let (next, actions) = step(
-            fresh(),
-            Input::SpawnFailed("node: not found".into()),
+            r,
+            Input::SpawnFailed {
+                slot: 0,
+                why: "node: not found".into(),
+            },
             t0,
             SIGNAL,
         );
@@ -440,21 +627,118 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_stops_the_other_surging_successors() {
+        let t0 = Instant::now();
+        let r = Rollout::begin(Trigger::Command, vec![0, 1, 2], 3, t0).0;
+        let inputs = vec![
+            (
+                0,
+                Input::Spawned {
+                    slot: 0,
+                    run: run(t0, 10),
+                },
+            ),
+            (
+                0,
+                Input::Spawned {
+                    slot: 1,
+                    run: run(t0, 11),
+                },
+            ),
+            (
+                0,
+                Input::Spawned {
+                    slot: 2,
+                    run: run(t0, 12),
+                },
+            ),
+            (
+                5,
+                Input::Exited {
+                    slot: 1,
+                    exit: Exit::Code(2),
+                },
+            ),
+        ];
+        let (actions, over) = drive(r, inputs, t0, SIGNAL);
+        assert!(over);
+        assert_eq!(actions[0], Action::KillSuccessor { run: run(t0, 11) });
+        assert!(actions.contains(&Action::StopSuccessor { run: run(t0, 10) }));
+        assert!(actions.contains(&Action::StopSuccessor { run: run(t0, 12) }));
+        assert!(matches!(
+            actions.last(),
+            Some(Action::Failed { slot: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn min_ready_holds_the_promotion_and_catches_an_early_exit() {
+        let t0 = Instant::now();
+        let rd = Readiness {
+            min_ready: ms(1000),
+            ..SIGNAL
+        };
+        let succ = run(t0, 7);
+        let ready = || {
+            let r = Rollout::begin(Trigger::Command, vec![0], 1, t0).0;
+            let r = step(r, Input::Spawned { slot: 0, run: succ }, t0, rd)
+                .0
+                .unwrap();
+            step(
+                r,
+                Input::Ready {
+                    slot: 0,
+                    by: ReadyBy::Message,
+                },
+                t0 + ms(100),
+                rd,
+            )
+            .0
+            .unwrap()
+        };
+        assert_eq!(ready().deadline(), Some(t0 + ms(1100)));
+        let (_, a) = step(ready(), Input::Tick, t0 + ms(1099), rd);
+        assert!(a.is_empty());
+        let (_, a) = step(ready(), Input::Tick, t0 + ms(1100), rd);
+        assert_eq!(
+            a,
+            vec![Action::Promote {
+                slot: 0,
+                run: succ,
+                by: ReadyBy::Message
+            }]
+        );
+        let (next, a) = step(
+            ready(),
+            Input::Exited {
+                slot: 0,
+                exit: Exit::Code(1),
+            },
+            t0 + ms(400),
+            rd,
+        );
+        assert!(next.is_none());
+        assert_eq!(
+            a[1],
+            Action::Failed {
+                slot: 0,
+                reason: "the new instance exited (exit code 1) 700 ms before the end of min_ready (1000 ms)".into()
+            }
+        );
+    }
+
+    #[test]
     fn uptime_readiness_promotes_at_min_uptime() {
         let t0 = Instant::now();
         let uptime = Readiness {
-            listen_timeout: ms(3000),
             uptime: Some(ms(1000)),
+            ..SIGNAL
         };
         let succ = run(t0, 9);
-        let r = step(
-            Rollout::begin(Trigger::Command, vec![0], t0).0,
-            Input::Spawned(succ),
-            t0,
-            uptime,
-        )
-        .0
-        .unwrap();
+        let r = Rollout::begin(Trigger::Command, vec![0], 1, t0).0;
+        let r = step(r, Input::Spawned { slot: 0, run: succ }, t0, uptime)
+            .0
+            .unwrap();
         assert_eq!(r.deadline(), Some(t0 + ms(1000)));
         let (r, a) = step(r, Input::Tick, t0 + ms(999), uptime);
         assert!(a.is_empty());
@@ -474,18 +758,29 @@ mod tests {
         let t0 = Instant::now();
         let trigger = Trigger::Memory { slots: vec![2] };
         assert_eq!(trigger.slots(3), vec![2]);
-        let (r, actions) = Rollout::begin(trigger, vec![2], t0);
+        let (r, actions) = Rollout::begin(trigger, vec![2], 1, t0);
         assert_eq!(actions, vec![Action::Spawn { slot: 2 }]);
         assert!(r.covers(2) && !r.covers(0));
-        let succ = run(t0, 5);
-        let r = step(r, Input::Spawned(succ), t0, SIGNAL).0.unwrap();
-        let r = step(r, Input::Ready(ReadyBy::Message), t0, SIGNAL)
-            .0
-            .unwrap();
-        assert_eq!(
-            step(r, Input::OldGone, t0, SIGNAL),
-            (None, vec![Action::Done])
-        );
+        let inputs = vec![
+            (
+                0,
+                Input::Spawned {
+                    slot: 2,
+                    run: run(t0, 5),
+                },
+            ),
+            (
+                0,
+                Input::Ready {
+                    slot: 2,
+                    by: ReadyBy::Message,
+                },
+            ),
+            (0, Input::OldGone { slot: 2 }),
+        ];
+        let (actions, over) = drive(r, inputs, t0, SIGNAL);
+        assert!(over);
+        assert_eq!(actions.last(), Some(&Action::Done));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum ReadyBy {
     Notify,
     /// It listens on its shared port (reported by hotrun's preload module).
     Listen,
+    /// It printed a line that matches `ready_pattern`.
+    Pattern,
     /// It stayed up `min_uptime` (no signal expected from it).
     Uptime,
 }
@@ -29,17 +31,19 @@ impl ReadyBy {
             ReadyBy::Message => "message",
             ReadyBy::Notify => "notify",
             ReadyBy::Listen => "listen",
+            ReadyBy::Pattern => "pattern",
             ReadyBy::Uptime => "uptime",
         }
     }
 
-    /// Whether this signal counts: with `wait_ready` only the ready message or READY=1;
-    /// without it, listening or READY=1.
-    pub fn counts(self, wait_ready: bool) -> bool {
+    /// Whether this signal counts: READY=1 always; with `wait_ready` the ready message;
+    /// with `ready_pattern` a matching line; otherwise listening on the shared port.
+    pub fn counts(self, settings: &Settings) -> bool {
         match self {
             ReadyBy::Notify => true,
-            ReadyBy::Message => wait_ready,
-            ReadyBy::Listen => !wait_ready,
+            ReadyBy::Message => settings.wait_ready,
+            ReadyBy::Pattern => settings.ready_pattern,
+            ReadyBy::Listen => !settings.wait_ready && !settings.ready_pattern,
             ReadyBy::Uptime => false,
         }
     }
@@ -122,6 +126,8 @@ pub struct Settings {
     pub wait_ready: bool,
     /// A listening report is expected (the app listens on a port hotrun shares).
     pub expect_listen: bool,
+    /// `ready_pattern` is set: an output line says when the instance is ready.
+    pub ready_pattern: bool,
     pub listen_timeout: Duration,
     pub kill_timeout: Duration,
     pub kill_signal: Signal,
@@ -130,7 +136,7 @@ pub struct Settings {
 impl Settings {
     /// Readiness comes from a signal (not from uptime).
     pub fn waits_for_signal(&self) -> bool {
-        self.wait_ready || self.expect_listen
+        self.wait_ready || self.expect_listen || self.ready_pattern
     }
 }
 
@@ -216,7 +222,7 @@ pub fn step(
         }
         (Pending { .. }, Input::Stop) => (Stopped { exit: None }, vec![]),
 
-        (Starting { run, .. }, Input::Ready(by)) if by.counts(settings.wait_ready) => {
+        (Starting { run, .. }, Input::Ready(by)) if by.counts(settings) => {
             (Online { run, ready_by: by }, vec![])
         }
         (
@@ -405,6 +411,7 @@ mod tests {
             },
             wait_ready,
             expect_listen: false,
+            ready_pattern: false,
             listen_timeout: ms(3000),
             kill_timeout: ms(1600),
             kill_signal: Signal::SIGINT,

@@ -40,6 +40,11 @@ pub fn app() -> AppPlan {
         instance_var: "NODE_APP_INSTANCE".into(),
         port: None,
         listen: vec![],
+        max_surge: 1,
+        min_ready: Duration::ZERO,
+        ready_pattern: None,
+        build: None,
+        build_timeout: Duration::from_secs(600),
         logs: LogPlan::default(),
     }
 }

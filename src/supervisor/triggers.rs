@@ -117,6 +117,10 @@ impl Supervisor {
             if self.shutdown != super::Shutdown::Running {
                 break;
             }
+            // What changes while the app builds is the build's own output.
+            if self.apps[a].build.is_some() || self.apps[a].quiet_until.is_some_and(|t| now < t) {
+                continue;
+            }
             let delay = self.apps[a].plan.watch_delay;
             let pending = self.apps[a].changes.get_or_insert(Changes {
                 first: now,

@@ -1,0 +1,190 @@
+//! Rolling faster and safer, and build-then-swap: `max_surge`, `min_ready`,
+//! `ready_pattern`, `build`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::http::{free_port, Load};
+use common::*;
+
+fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', wait_ready: true,
+           env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    dir
+}
+
+fn most_alive_at_once(events: &Path) -> usize {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut points: Vec<(u64, i32)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f[3].parse().ok()?, if f[0] == "start" { 1 } else { -1 }))
+        })
+        .collect();
+    points.sort();
+    let (mut alive, mut most) = (0, 0);
+    for (_, d) in points {
+        alive += d;
+        most = most.max(alive);
+    }
+    most as usize
+}
+
+#[test]
+fn max_surge_3_replaces_3_slots_at_once() {
+    let port = free_port();
+    let dir = http_dir(port, "instances: 6, max_surge: 3");
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = events_dir.path().join("events.log");
+    let h = Hotrun::start_with(
+        Command::new(HOTRUN)
+            .current_dir(dir.path())
+            .env("EVENTS_FILE", &events)
+            .env("READY_DELAY", "400"),
+    );
+    let before = pids(&wait_online(dir.path()), "web");
+    let load = Load::start(port, false);
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for("web: rolling reload (hotrun reload), 6 instance(s), 3 at a time");
+    let stats = load.finish();
+    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    let after = pids(&status(dir.path()), "web");
+    assert!(after.iter().all(|p| !before.contains(p)));
+    assert_eq!(
+        most_alive_at_once(&events),
+        9,
+        "6 serving + 3 successors at most"
+    );
+}
+
+#[test]
+fn min_ready_catches_a_successor_that_dies_soon_after_ready() {
+    let port = free_port();
+    let dir = http_dir(port, "instances: 2, min_ready: 1000");
+    let _h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    std::fs::write(dir.path().join("mode.txt"), "flaky").unwrap();
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("before the end of min_ready (1000 ms)"),
+        "{err}"
+    );
+    assert_eq!(pids(&status(dir.path()), "web"), before);
+    std::fs::remove_file(dir.path().join("mode.txt")).unwrap();
+    assert!(hotrun_cmd(dir.path(), &["reload"]).status.success());
+}
+
+#[test]
+fn ready_pattern_makes_an_output_line_the_ready_signal() {
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'next', script: '{}', instances: 2,
+           ready_pattern: 'Ready in \\\\d+ms', min_uptime: 60000 }}] }};\n",
+        app("ready_line.js")
+    ));
+    let _h = Hotrun::start(dir.path(), &[]);
+    let st = wait_online(dir.path());
+    for inst in app_status(&st, "next")["instances"].as_array().unwrap() {
+        assert_eq!(inst["ready_by"], "pattern", "{st}");
+    }
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_ready_pattern_is_a_config_error() {
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'x', script: '{}', ready_pattern: 'Ready (' }}] }};\n",
+        app("ready_line.js")
+    ));
+    let out = hotrun_cmd(dir.path(), &["config"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ready_pattern must be a regular expression"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failing_build_keeps_every_old_instance_and_a_good_one_swaps() {
+    let port = free_port();
+    let build = "if [ -f fail ]; then echo 'compile error: src/app.ts(3,1)' >&2; exit 3; fi; echo built > built.txt";
+    let dir = http_dir(port, &format!("instances: 2, build: \"{build}\""));
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("web: build done in");
+    let before = pids(&wait_online(dir.path()), "web");
+    assert!(
+        dir.path().join("built.txt").exists(),
+        "the build ran before the first start"
+    );
+    let load = Load::start(port, false);
+
+    std::fs::write(dir.path().join("fail"), "").unwrap();
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("build failed: exited with exit code 3"),
+        "{err}"
+    );
+    assert!(err.contains("compile error: src/app.ts(3,1)"), "{err}");
+    h.wait_for("web|build | compile error");
+    let st = status(dir.path());
+    assert_eq!(pids(&st, "web"), before);
+    assert_eq!(app_status(&st, "web")["last_reload"]["result"], "failed");
+
+    std::fs::remove_file(dir.path().join("fail")).unwrap();
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = load.finish();
+    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    let after = pids(&status(dir.path()), "web");
+    assert!(after.iter().all(|p| !before.contains(p)));
+}
+
+#[test]
+fn a_build_that_writes_into_watched_paths_does_not_loop() {
+    let port = free_port();
+    let dir = http_dir(
+        port,
+        "instances: 1, watch: true, build: 'mkdir -p out && date +%N > out/bundle.js'",
+    );
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("web: build done in");
+    wait_online(dir.path());
+    std::fs::write(dir.path().join("src.js"), "x").unwrap();
+    wait_until("one watch reload is done", || {
+        let st = status(dir.path());
+        app_status(&st, "web")["reloads"] == 1 && app_status(&st, "web")["reloading"] == false
+    });
+    // The reload's build wrote out/bundle.js inside the watched folder: no second reload.
+    // A real change afterwards reloads again, so the watcher is alive.
+    std::fs::write(dir.path().join("src.js"), "y").unwrap();
+    wait_until("the second reload is done", || {
+        app_status(&status(dir.path()), "web")["reloads"] == 2
+    });
+    assert_eq!(h.count("changed ("), 2, "{}", h.output());
+}
