@@ -249,6 +249,10 @@ pub fn logs(global: &Global, app: Option<String>, lines: usize, follow: bool) ->
 
 fn print_record(record: &Value) {
     use std::io::Write;
+    if logs::json() {
+        println!("{record}");
+        return;
+    }
     let stderr = record["stream"] == "stderr";
     let label = record["label"].as_str().unwrap_or("?");
     let index = record["app_index"].as_u64().unwrap_or(0) as usize;
@@ -270,7 +274,7 @@ pub fn status(global: &Global, json: bool) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let Some(status) = reply.status else {
+    let Some(mut status) = reply.status else {
         logs::say(
             &reply
                 .error
@@ -278,6 +282,11 @@ pub fn status(global: &Global, json: bool) -> i32 {
         );
         return exit::FAILURE;
     };
+    if !global.only.is_empty() {
+        if let Some(apps) = status["apps"].as_array_mut() {
+            apps.retain(|a| global.only.iter().any(|n| a["name"] == n.as_str()));
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&status).expect("json"));
     } else {

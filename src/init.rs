@@ -17,12 +17,22 @@ pub struct Found {
     pub args: Option<String>,
     /// Where it came from, for the comment and the message.
     pub why: String,
-    /// A Node server that can `process.send('ready')` (not through a launcher).
+    /// A Node server run directly (not through a launcher).
     pub direct: bool,
+    /// Its code calls `process.send('ready')`.
+    pub sends_ready: bool,
 }
 
 /// Looks at `dir` and decides what to run.
 pub fn inspect(dir: &Path) -> Found {
+    let mut found = choose(dir);
+    let code = fs::read_to_string(dir.join(&found.script)).unwrap_or_default();
+    found.sends_ready = code.contains("process.send") && code.contains("'ready'")
+        || code.contains("process.send(\"ready\")");
+    found
+}
+
+fn choose(dir: &Path) -> Found {
     let package: Option<Value> = fs::read_to_string(dir.join("package.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -45,6 +55,7 @@ pub fn inspect(dir: &Path) -> Found {
                 args: None,
                 why: format!("{candidate} is a Next.js custom server"),
                 direct: true,
+                sends_ready: false,
             };
         }
     }
@@ -60,6 +71,7 @@ pub fn inspect(dir: &Path) -> Found {
                 args: None,
                 why: format!("package.json's start script is `{start}`"),
                 direct: true,
+                sends_ready: false,
             };
         }
         return Found {
@@ -68,6 +80,7 @@ pub fn inspect(dir: &Path) -> Found {
             args: Some("start".into()),
             why: format!("package.json's start script is `{start}`"),
             direct: false,
+            sends_ready: false,
         };
     }
     for candidate in ["server.js", "index.js", "app.js", "main.js"] {
@@ -78,6 +91,7 @@ pub fn inspect(dir: &Path) -> Found {
                 args: None,
                 why: format!("{candidate} is here"),
                 direct: true,
+                sends_ready: false,
             };
         }
     }
@@ -87,6 +101,7 @@ pub fn inspect(dir: &Path) -> Found {
         args: None,
         why: "nothing to run was found: set `script`".into(),
         direct: true,
+        sends_ready: false,
     }
 }
 
@@ -103,8 +118,10 @@ pub fn render(found: &Found) -> String {
             )
         })
         .unwrap_or_default();
-    let ready = if found.direct {
+    let ready = if found.direct && found.sends_ready {
         "      // The app calls process.send('ready') once it listens; hotrun waits for it\n      // before it stops an old instance in a reload.\n      wait_ready: true,\n"
+    } else if found.direct {
+        "      // Ready = it listens on its port (hotrun sees it). If the app warms up after\n      // listening, call process.send('ready') when done and set wait_ready: true.\n"
     } else {
         "      // Through a launcher (npm start) the server is a grandchild: declare its port\n      // so that hotrun binds it and every instance shares it. Ready = it listens\n      // (or process.send('ready'), which hotrun delivers from there too).\n      port: 3000,\n"
     };

@@ -71,13 +71,20 @@ fn app_block(out: &mut String, a: &AppPlan) {
         "ready",
         if a.wait_ready {
             format!(
-                "waits for process.send('ready'), up to {}",
+                "process.send('ready') or READY=1, within {}",
+                ms(a.listen_timeout)
+            )
+        } else if let Some(p) = &a.ready_pattern {
+            format!(
+                "an output line matching /{p}/, within {}",
                 ms(a.listen_timeout)
             )
         } else {
             format!(
-                "when started (reload waits up to {} for listening)",
-                ms(a.listen_timeout)
+                "when it listens on its shared port (Node apps) or sends READY=1, within {}; \
+                 with no port hotrun knows of, after min_uptime ({})",
+                ms(a.listen_timeout),
+                ms(a.min_uptime)
             )
         },
     );

@@ -28,6 +28,11 @@ pub fn set_json(on: bool) {
     JSON.store(on, Ordering::Relaxed);
 }
 
+/// Whether output lines are JSON.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
 fn json_line(app: Option<&str>, instance: Option<u32>, stream: &str, message: &[u8]) -> Vec<u8> {
     let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
     let value = serde_json::json!({

@@ -126,14 +126,29 @@ impl Supervisor {
         let old = std::mem::replace(&mut slot.phase, Phase::Online { run, ready_by: by });
         slot.history = Default::default();
         let took = now.saturating_duration_since(run.started).as_millis();
-        let total = self.apps[a].slots.len();
-        let nth = s + 1;
-        let old_pid = old.run().map_or("none".to_string(), |r| r.pid.to_string());
-        self.logs.say(&format!(
-            "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms; stopping old pid {old_pid}",
-            run.pid,
-            by.as_str()
-        ));
+        let (nth, total) = self.apps[a]
+            .rollout
+            .as_ref()
+            .map_or((1, 1), |r| (r.promoted, r.total));
+        let old = match old.run() {
+            Some(r) => {
+                let pid = r.pid;
+                self.logs.say(&format!(
+                    "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms; stopping old pid {pid}",
+                    run.pid,
+                    by.as_str()
+                ));
+                old
+            }
+            None => {
+                self.logs.say(&format!(
+                    "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms",
+                    run.pid,
+                    by.as_str()
+                ));
+                old
+            }
+        };
         match old.run().copied() {
             Some(old_run) => {
                 let app = &mut self.apps[a];

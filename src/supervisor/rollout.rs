@@ -78,6 +78,9 @@ pub struct Rollout {
     pub lanes: Vec<Lane>,
     /// The slots to replace after them, in order.
     pub rest: Vec<usize>,
+    /// How many slots this rollout replaces, and how many have been promoted.
+    pub total: usize,
+    pub promoted: usize,
 }
 
 /// One slot being replaced.
@@ -184,6 +187,7 @@ impl Rollout {
         now: Instant,
     ) -> (Rollout, Vec<Action>) {
         let surge = surge.max(1).min(slots.len().max(1));
+        let total = slots.len();
         let mut slots = slots.into_iter();
         let lanes: Vec<Lane> = slots
             .by_ref()
@@ -203,6 +207,8 @@ impl Rollout {
                 started: now,
                 lanes,
                 rest: slots.collect(),
+                total,
+                promoted: 0,
             },
             actions,
         )
@@ -297,6 +303,7 @@ pub fn step(
             };
             if readiness.min_ready.is_zero() {
                 r.lanes[i].step = Step::Draining;
+                r.promoted += 1;
                 (Some(r), vec![Action::Promote { slot, run, by }])
             } else {
                 r.lanes[i].step = Step::Settling {
@@ -361,6 +368,7 @@ pub fn step(
                     }
                     Step::Settling { run, by, until } if now >= until => {
                         r.lanes[i].step = Step::Draining;
+                        r.promoted += 1;
                         actions.push(Action::Promote { slot, run, by });
                     }
                     _ => {}
