@@ -111,6 +111,8 @@ pub enum CommandKind {
         #[arg(long, requires = "ready")]
         verbose: bool,
     },
+    /// Follow the running hotrun's reload events (JSON lines with --log-format json).
+    Events,
     /// Show recent output of the running hotrun's instances, and follow it.
     Logs {
         /// Only this app's lines.

@@ -151,7 +151,91 @@ pub fn reload(global: &Global, names: &[String], no_wait: bool, dry_run: bool) -
         wait: !no_wait,
         dry_run,
     };
-    control(global, request)
+    if no_wait || dry_run {
+        return control(global, request);
+    }
+    // The reload's events come first, as they happen; then the answer.
+    let Some(mut conn) = connect(global, &request) else {
+        return exit::FAILURE;
+    };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_line(&mut conn, &mut line) {
+            Ok(0) | Err(_) => {
+                logs::say("lost the connection to hotrun before the reload was done");
+                return exit::FAILURE;
+            }
+            Ok(_) => {}
+        }
+        let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if value.get("event").is_some() {
+            print_event(&value);
+            continue;
+        }
+        let reply: client::Reply = match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(_) => continue,
+        };
+        return if reply.ok {
+            println!("{}", reply.message.unwrap_or_default());
+            exit::OK
+        } else {
+            for l in reply.error.unwrap_or_default().lines() {
+                logs::say(l);
+            }
+            exit::FAILURE
+        };
+    }
+}
+
+/// Opens a connection for a request whose lines come in a stream.
+fn connect(
+    global: &Global,
+    request: &Request,
+) -> Option<std::io::BufReader<std::os::unix::net::UnixStream>> {
+    let opts = options(global).ok()?;
+    let path = match config::find(&opts) {
+        Ok((path, _, _)) => path,
+        Err(e) => {
+            logs::say(&e.to_string());
+            return None;
+        }
+    };
+    match client::stream(&path, request) {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            logs::say(&e.to_string());
+            None
+        }
+    }
+}
+
+fn print_event(event: &Value) {
+    if logs::json() {
+        println!("{event}");
+    } else {
+        println!("{}", event["message"].as_str().unwrap_or(""));
+    }
+}
+
+/// `hotrun events`: reload events as they happen, until hotrun stops (or Ctrl-C).
+pub fn events(global: &Global) -> i32 {
+    let Some(mut conn) = connect(global, &Request::Events) else {
+        return exit::FAILURE;
+    };
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut conn, &mut line).unwrap_or(0) > 0 {
+        if let Ok(value) = serde_json::from_str::<Value>(&line) {
+            if value.get("event").is_some() {
+                print_event(&value);
+            }
+        }
+        line.clear();
+    }
+    exit::OK
 }
 
 pub fn restart(global: &Global, names: &[String]) -> i32 {

@@ -188,3 +188,78 @@ fn a_build_that_writes_into_watched_paths_does_not_loop() {
     });
     assert_eq!(h.count("changed ("), 2, "{}", h.output());
 }
+
+#[test]
+fn hotrun_events_shows_a_full_reload_as_json_lines() {
+    let port = free_port();
+    let dir = http_dir(port, "instances: 2, build: 'true'");
+    let _h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    let mut follower = Command::new(HOTRUN)
+        .args(["events", "--log-format", "json"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // `hotrun reload` prints the same events as they happen, then its answer.
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + SLOW;
+    let mut reload_out = String::new();
+    while !events
+        .iter()
+        .any(|e: &serde_json::Value| e["event"] == "reload_done")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events so far: {events:?}"
+        );
+        if events.is_empty() {
+            let out = hotrun_cmd(dir.path(), &["reload"]);
+            assert!(out.status.success());
+            reload_out = String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            events.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for want in [
+        "build_started",
+        "build_done",
+        "reload_started",
+        "spawned",
+        "ready",
+        "stopped",
+        "reload_done",
+    ] {
+        assert!(kinds.contains(&want), "{want} missing from {kinds:?}");
+    }
+    for e in &events {
+        for field in ["time", "event", "app", "message"] {
+            assert!(e.get(field).is_some(), "{field} missing in {e}");
+        }
+    }
+    let ready = events.iter().find(|e| e["event"] == "ready").unwrap();
+    assert_eq!(ready["ready_by"], "message");
+    assert!(ready["after_ms"].as_u64().is_some() && ready["old_pid"].as_i64().is_some());
+    assert!(
+        reload_out.contains("reload 2/2: new pid") && reload_out.contains("reload done"),
+        "{reload_out}"
+    );
+}

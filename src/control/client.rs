@@ -27,12 +27,9 @@ pub fn send(config: &Path, request: &Request) -> Result<Response, ClientError> {
     open(config, request).map(|(reply, _)| reply)
 }
 
-/// Sends `request`; returns the reply and the connection, for requests that stream lines
-/// after it (`hotrun logs --follow`).
-pub fn open(
-    config: &Path,
-    request: &Request,
-) -> Result<(Response, BufReader<UnixStream>), ClientError> {
+/// Sends `request` and returns the connection, for requests whose answer is a stream of
+/// lines (a waiting reload's events, then its response).
+pub fn stream(config: &Path, request: &Request) -> Result<BufReader<UnixStream>, ClientError> {
     let socket = RuntimeDir::of(config).control_socket();
     let mut stream = UnixStream::connect(&socket).map_err(|_| ClientError::NotRunning {
         config: config.display().to_string(),
@@ -41,7 +38,16 @@ pub fn open(
     let mut line = serde_json::to_vec(request).expect("a request serializes");
     line.push(b'\n');
     stream.write_all(&line)?;
-    let mut reader = BufReader::new(stream);
+    Ok(BufReader::new(stream))
+}
+
+/// Sends `request`; returns the reply and the connection, for requests that stream lines
+/// after it (`hotrun logs --follow`).
+pub fn open(
+    config: &Path,
+    request: &Request,
+) -> Result<(Response, BufReader<UnixStream>), ClientError> {
+    let mut reader = stream(config, request)?;
     let mut answer = String::new();
     reader.read_line(&mut answer)?;
     let reply = serde_json::from_str(&answer)

@@ -13,7 +13,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub enum Request {
     /// Apps, instances, pids, states.
     Status,
-    /// A rolling reload of these apps (all when empty); with `wait`, answered when done.
+    /// A rolling reload of these apps (all when empty); with `wait`, its events come as
+    /// JSON lines while it runs, and the response when it is done.
     Reload {
         #[serde(default)]
         apps: Vec<String>,
@@ -30,6 +31,8 @@ pub enum Request {
     },
     /// Stop every instance gracefully and exit.
     Stop,
+    /// Follow reload events, one JSON line each, after the response.
+    Events,
     /// Recent output (of one app, or all), then with `follow` new lines as they come,
     /// one JSON record per line after the response.
     Logs {

@@ -66,16 +66,18 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
 
 async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
+    let mut line = Vec::new();
+    let got = tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
     if !same_user {
+        // Read first, so that the refusal reaches a client that is still writing.
         return reply(
             &mut write,
             Response::err("refused: the control socket serves its own user only"),
         )
         .await;
     }
-    let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
-    let mut line = Vec::new();
-    match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+    match got {
         Err(_) => return reply(&mut write, Response::err("no request within 10 s")).await,
         Ok(Err(e)) => return Err(e),
         Ok(Ok(_)) => {}
@@ -94,8 +96,22 @@ async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>)
         }
     };
     let (reply_tx, reply_rx) = oneshot::channel();
+    // Streaming requests: lines after the response (logs, events), or before it (a
+    // waiting reload's events).
+    let reply_last = matches!(
+        request,
+        Request::Reload {
+            wait: true,
+            dry_run: false,
+            ..
+        }
+    );
     let (stream_tx, mut stream_rx) = match &request {
-        Request::Logs { follow: true, .. } => {
+        Request::Logs { follow: true, .. } | Request::Events => {
+            let (t, r) = mpsc::channel(STREAM_BACKLOG);
+            (Some(t), Some(r))
+        }
+        _ if reply_last => {
             let (t, r) = mpsc::channel(STREAM_BACKLOG);
             (Some(t), Some(r))
         }
@@ -111,6 +127,23 @@ async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>)
         .is_err()
     {
         return reply(&mut write, Response::err("hotrun is stopping")).await;
+    }
+    if let (true, Some(rx)) = (reply_last, stream_rx.as_mut()) {
+        let mut reply_rx = reply_rx;
+        loop {
+            tokio::select! {
+                Some(line) = rx.recv() => write.write_all(line.as_bytes()).await?,
+                response = &mut reply_rx => {
+                    // Events emitted before the response are written first.
+                    while let Ok(line) = rx.try_recv() {
+                        write.write_all(line.as_bytes()).await?;
+                    }
+                    let response = response
+                        .unwrap_or_else(|_| Response::err("hotrun stopped before answering"));
+                    return reply(&mut write, response).await;
+                }
+            }
+        }
     }
     if let Some(rx) = stream_rx.as_mut() {
         let response = reply_rx

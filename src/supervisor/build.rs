@@ -63,13 +63,20 @@ impl Supervisor {
     }
 
     pub(super) fn start_build(&mut self, a: usize, reload: Option<Trigger>, now: Instant) {
-        let app = &self.apps[a].plan;
+        let app = self.apps[a].plan.clone();
         let Some(command) = app.build.clone() else {
             return;
         };
         let name = app.name.clone();
-        self.logs.say(&format!("{name}: build: {command}"));
-        match spawn_build(app, &command) {
+        let fields = serde_json::json!({"command": command});
+        self.emit(
+            Some(a),
+            None,
+            "build_started",
+            fields,
+            format!("{name}: build: {command}"),
+        );
+        match spawn_build(&app, &command) {
             Ok(child) => {
                 if let Some(g) = self.guard.as_mut() {
                     g.add(child.pid);
@@ -225,7 +232,9 @@ impl Supervisor {
                 }
             }
             (Ok(took), Some(trigger)) => {
-                self.logs.say(&format!("{name}: build done in {took} ms"));
+                let fields = serde_json::json!({"after_ms": took});
+                let message = format!("{name}: build done in {took} ms");
+                self.emit(Some(a), None, "build_done", fields, message);
                 if self.shutdown == super::Shutdown::Running {
                     self.start_rollout(a, trigger, now);
                 } else {
@@ -238,13 +247,16 @@ impl Supervisor {
                 if !tail.is_empty() {
                     msg.push_str(&format!("; its last lines: {}", tail.join(" / ")));
                 }
+                let fields = serde_json::json!({"reason": why, "last_lines": tail});
+                self.emit(Some(a), None, "build_failed", fields, msg.clone());
                 match reload {
                     Some(trigger) => {
                         let reason = msg.trim_start_matches(&format!("{name}: ")).to_string();
                         self.rollout_done(a, &trigger, Some((0, reason)), now);
                     }
                     None => {
-                        self.logs.say(&format!("{msg}; the app is not started"));
+                        self.logs
+                            .say(&format!("{name}: not started: its build failed"));
                         for slot in &mut self.apps[a].slots {
                             slot.phase = Phase::Errored {
                                 exit: Exit::Code(1),

@@ -56,6 +56,10 @@ impl Supervisor {
         let mut scratch = History::default();
         let (next, actions) = slot::step(phase, input, now, &app.settings, &mut scratch);
         let gone = next.is_final();
+        let final_exit = match &next {
+            Phase::Stopped { exit } => *exit,
+            _ => None,
+        };
         if !gone {
             slot.retiring.insert(i, next);
         }
@@ -64,6 +68,12 @@ impl Supervisor {
         }
         if gone {
             if let Some(run) = run {
+                let id = self.apps[a].slots[s].id;
+                let label = self.label(a, s);
+                let said = final_exit.map_or("gone".to_string(), |e| e.to_string());
+                let fields = serde_json::json!({"pid": run.pid, "exit": said});
+                let message = format!("{label} old instance (pid {}) stopped: {said}", run.pid);
+                self.emit(Some(a), Some(id), "stopped", fields, message);
                 self.forget(run);
             }
             self.retired(a, s, now);
@@ -91,6 +101,21 @@ impl Supervisor {
             Action::Kill => {
                 if let Some(run) = target {
                     group::signal(run.pid, Signal::SIGKILL);
+                    let killed_stopping = self.apps[a].slots[s]
+                        .retiring
+                        .iter()
+                        .chain(std::iter::once(&self.apps[a].slots[s].phase))
+                        .any(|p| matches!(p, Phase::Stopping { run: r, killed: true, .. } if r.serial == run.serial));
+                    if killed_stopping {
+                        let id = self.apps[a].slots[s].id;
+                        let fields = serde_json::json!({"pid": run.pid});
+                        let message = format!(
+                            "{} pid {} killed after kill_timeout",
+                            self.label(a, s),
+                            run.pid
+                        );
+                        self.emit(Some(a), Some(id), "killed", fields, message);
+                    }
                 }
             }
             Action::Say(msg) => {

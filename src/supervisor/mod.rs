@@ -16,6 +16,7 @@
 mod build;
 mod check;
 mod console;
+mod events;
 mod instances;
 mod logbook;
 mod reloads;
@@ -273,6 +274,8 @@ struct Supervisor {
     logbook: logbook::Logbook,
     /// Running builds: pid -> app.
     builds: HashMap<i32, usize>,
+    /// Clients following reload events (`hotrun events`, a waiting `hotrun reload`).
+    event_followers: Vec<mpsc::Sender<String>>,
     /// The next memory sample, when an app has `max_memory_restart`.
     memory_check_at: Option<Instant>,
 }
@@ -455,6 +458,7 @@ impl Supervisor {
             memory_interval: opts.memory_interval,
             logbook: logbook::Logbook::default(),
             builds: HashMap::new(),
+            event_followers: Vec::new(),
             memory_check_at: Some(now + opts.memory_interval),
         })
     }

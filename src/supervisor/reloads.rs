@@ -65,12 +65,15 @@ impl Supervisor {
         if slots.is_empty() {
             return self.rollout_done(a, &trigger, None, now);
         }
-        self.logs.say(&format!(
-            "{name}: rolling reload ({}), {} instance(s), {} at a time",
+        let surge = app.plan.max_surge.min(slots.len() as u32);
+        let message = format!(
+            "{name}: rolling reload ({}), {} instance(s), {surge} at a time",
             trigger.as_str(),
             slots.len(),
-            app.plan.max_surge.min(slots.len() as u32)
-        ));
+        );
+        let fields = serde_json::json!({"trigger": trigger.as_str(), "instances": slots.len(), "surge": surge});
+        self.emit(Some(a), None, "reload_started", fields, message);
+        let app = &mut self.apps[a];
         let surge = app.plan.max_surge as usize;
         let (rollout, actions) = Rollout::begin(trigger.clone(), slots, surge, now);
         app.rollout = Some(rollout);
@@ -103,7 +106,14 @@ impl Supervisor {
             match action {
                 Action::Spawn { slot } => {
                     let input = match self.spawn_run(a, slot, now) {
-                        Ok(run) => Input::Spawned { slot, run },
+                        Ok(run) => {
+                            let id = self.apps[a].slots[slot].id;
+                            let label = self.label(a, slot);
+                            let message = format!("{label} new instance started (pid {})", run.pid);
+                            let fields = serde_json::json!({"pid": run.pid});
+                            self.emit(Some(a), Some(id), "spawned", fields, message);
+                            Input::Spawned { slot, run }
+                        }
                         Err(why) => Input::SpawnFailed { slot, why },
                     };
                     self.rollout_input(a, input, now);
@@ -130,25 +140,17 @@ impl Supervisor {
             .rollout
             .as_ref()
             .map_or((1, 1), |r| (r.promoted, r.total));
-        let old = match old.run() {
-            Some(r) => {
-                let pid = r.pid;
-                self.logs.say(&format!(
-                    "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms; stopping old pid {pid}",
-                    run.pid,
-                    by.as_str()
-                ));
-                old
-            }
-            None => {
-                self.logs.say(&format!(
-                    "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms",
-                    run.pid,
-                    by.as_str()
-                ));
-                old
-            }
-        };
+        let id = self.apps[a].slots[s].id;
+        let old_pid = old.run().map(|r| r.pid);
+        let stopping = old_pid.map_or(String::new(), |p| format!("; stopping old pid {p}"));
+        let message = format!(
+            "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms{stopping}",
+            run.pid,
+            by.as_str()
+        );
+        let fields = serde_json::json!({"pid": run.pid, "ready_by": by.as_str(), "after_ms": took,
+                                        "old_pid": old_pid, "step": nth, "of": total});
+        self.emit(Some(a), Some(id), "ready", fields, message);
         match old.run().copied() {
             Some(old_run) => {
                 let app = &mut self.apps[a];
@@ -238,8 +240,8 @@ impl Supervisor {
         let error = match &failure {
             None => {
                 app.reloads += 1;
-                self.logs
-                    .say(&format!("{name}: reload done, every instance replaced"));
+                let message = format!("{name}: reload done, every instance replaced");
+                self.emit(Some(a), None, "reload_done", serde_json::json!({}), message);
                 None
             }
             Some((slot, reason)) => {
@@ -250,7 +252,8 @@ impl Supervisor {
                 if !tail.is_empty() {
                     msg.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
                 }
-                self.logs.say(&msg);
+                let fields = serde_json::json!({"reason": reason});
+                self.emit(Some(a), None, "reload_failed", fields, msg.clone());
                 Some(msg)
             }
         };

@@ -34,6 +34,9 @@ impl Supervisor {
                     if dry_run {
                         self.dry_run(scope)
                     } else if wait {
+                        if let Some(tx) = stream {
+                            self.event_followers.push(tx);
+                        }
                         self.reload_apps(scope, rollout::Trigger::Command, Some(reply));
                         return;
                     } else {
@@ -42,6 +45,12 @@ impl Supervisor {
                     }
                 }
             },
+            Request::Events => {
+                if let Some(tx) = stream {
+                    self.event_followers.push(tx);
+                }
+                Response::ok("following reload events")
+            }
             Request::Logs { app, lines, follow } => {
                 let known = app
                     .as_ref()
