@@ -42,27 +42,6 @@ fn reload(dir: &Path) -> std::process::Output {
     hotrun_cmd(dir, &["reload"])
 }
 
-/// The most instances alive at once, from the apps' start/exit events.
-fn most_alive_at_once(events: &Path) -> usize {
-    let text = std::fs::read_to_string(events).unwrap();
-    let mut points: Vec<(u64, i32)> = text
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let delta = if f[0] == "start" { 1 } else { -1 };
-            Some((f[3].parse().ok()?, delta))
-        })
-        .collect();
-    // Exits before starts at the same millisecond.
-    points.sort();
-    let (mut alive, mut most) = (0i32, 0i32);
-    for (_, d) in points {
-        alive += d;
-        most = most.max(alive);
-    }
-    most as usize
-}
-
 #[test]
 fn the_seed_app_reloads_ten_times_under_load_without_a_failed_request() {
     let port = free_port();

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::http::{free_port, Load};
@@ -18,24 +17,6 @@ fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
     );
     std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
     dir
-}
-
-fn most_alive_at_once(events: &Path) -> usize {
-    let text = std::fs::read_to_string(events).unwrap();
-    let mut points: Vec<(u64, i32)> = text
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some((f[3].parse().ok()?, if f[0] == "start" { 1 } else { -1 }))
-        })
-        .collect();
-    points.sort();
-    let (mut alive, mut most) = (0, 0);
-    for (_, d) in points {
-        alive += d;
-        most = most.max(alive);
-    }
-    most as usize
 }
 
 #[test]

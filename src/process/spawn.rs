@@ -66,6 +66,22 @@ pub struct Spawned {
     pub ipc: UnixStream,
 }
 
+/// The child gets SIGKILL when hotrun dies (the guard then kills the rest of its group);
+/// if hotrun died before the hook ran, it does what the signal would have done.
+fn die_with_hotrun(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                let _ = nix::sys::signal::raise(Signal::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A started build: its pid (also its process group id) and its output pipes.
 pub struct SpawnedBuild {
     pub pid: i32,
@@ -85,17 +101,7 @@ pub fn spawn_build(app: &AppPlan, command: &str) -> io::Result<SpawnedBuild> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let parent = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            if nix::unistd::getppid() != parent {
-                let _ = nix::sys::signal::raise(Signal::SIGKILL);
-            }
-            Ok(())
-        });
-    }
+    die_with_hotrun(&mut cmd);
     let mut child = cmd.spawn()?;
     Ok(SpawnedBuild {
         pid: child.id() as i32,
@@ -150,20 +156,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     cmd.fd_mappings(mappings)
         .map_err(|e| io::Error::other(e.to_string()))?;
 
-    let parent = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // If hotrun dies, the instance gets SIGKILL (the guard then kills the rest of
-            // its group). If hotrun died before this line ran, do what the signal would do.
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            if nix::unistd::getppid() != parent {
-                let _ = nix::sys::signal::raise(Signal::SIGKILL);
-            }
-            Ok(())
-        });
-    }
-
+    die_with_hotrun(&mut cmd);
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");

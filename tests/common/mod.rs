@@ -322,3 +322,25 @@ pub fn wait_online(cwd: &Path) -> serde_json::Value {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The most instances alive at once, from fixtures/apps/http.js's EVENTS_FILE lines
+/// (`start|exit <id> <pid> <ms>`).
+pub fn most_alive_at_once(events: &Path) -> usize {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut points: Vec<(u64, i32)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let delta = if f[0] == "start" { 1 } else { -1 };
+            Some((f[3].parse().ok()?, delta))
+        })
+        .collect();
+    // Exits before starts at the same millisecond.
+    points.sort();
+    let (mut alive, mut most) = (0i32, 0i32);
+    for (_, d) in points {
+        alive += d;
+        most = most.max(alive);
+    }
+    most as usize
+}
