@@ -231,6 +231,9 @@ pub fn events(global: &Global) -> i32 {
         if let Ok(value) = serde_json::from_str::<Value>(&line) {
             if value.get("event").is_some() {
                 print_event(&value);
+            } else if let Some(m) = value["message"].as_str() {
+                // The answer: from now on every event comes.
+                logs::say(m);
             }
         }
         line.clear();

@@ -180,8 +180,14 @@ fn hotrun_events_shows_a_full_reload_as_json_lines() {
         .args(["events", "--log-format", "json"])
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Its answer comes once it follows: reload only then.
+    let mut stderr = std::io::BufReader::new(follower.stderr.take().unwrap());
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut answer).unwrap();
+    assert!(answer.contains("following reload events"), "{answer}");
     let stdout = follower.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
