@@ -26,18 +26,6 @@ fn seed_dir(port: u16) -> tempfile::TempDir {
     dir
 }
 
-/// An ecosystem file with one app running fixtures/apps/http.js from `dir`.
-fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
-    let config = format!(
-        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', wait_ready: true,
-           env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n"
-    );
-    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
-    dir
-}
-
 fn reload(dir: &Path) -> std::process::Output {
     hotrun_cmd(dir, &["reload"])
 }

@@ -8,17 +8,6 @@ use std::process::Command;
 use common::http::{free_port, Load};
 use common::*;
 
-fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
-    let config = format!(
-        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', wait_ready: true,
-           env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n"
-    );
-    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
-    dir
-}
-
 #[test]
 fn max_surge_3_replaces_3_slots_at_once() {
     let port = free_port();

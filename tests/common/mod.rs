@@ -344,3 +344,16 @@ pub fn most_alive_at_once(events: &Path) -> usize {
     }
     most as usize
 }
+
+/// A fresh folder with fixtures/apps/http.js as `server.js` and an ecosystem file with one
+/// app `web` (wait_ready, HTTP_PORT = `port`); `extra` is added to the app's keys.
+pub fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', wait_ready: true,
+           env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    dir
+}
