@@ -459,7 +459,7 @@ impl Supervisor {
             logbook: logbook::Logbook::default(),
             builds: HashMap::new(),
             event_followers: Vec::new(),
-            memory_check_at: Some(now + opts.memory_interval),
+            memory_check_at: None,
         })
     }
 
@@ -636,9 +636,19 @@ impl Supervisor {
         }
         self.check_build_timeouts(now);
         self.fire_changes(now);
-        if self.memory_check_at.is_some_and(|t| t <= now) {
-            self.memory_check_at = Some(now + self.memory_interval);
-            self.check_memory(now);
+        // Memory is sampled only while some app has a limit (no wake-ups otherwise).
+        let limits = self
+            .apps
+            .iter()
+            .any(|a| !a.removed && a.plan.max_memory_restart.is_some());
+        match self.memory_check_at {
+            _ if !limits => self.memory_check_at = None,
+            None => self.memory_check_at = Some(now + self.memory_interval),
+            Some(t) if t <= now => {
+                self.memory_check_at = Some(now + self.memory_interval);
+                self.check_memory(now);
+            }
+            Some(_) => {}
         }
         for a in 0..self.apps.len() {
             self.drop_stopped_surplus(a);
