@@ -54,6 +54,8 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
     let uid = nix::unistd::getuid().as_raw();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of fds, most likely: do not spin on the runner's only thread.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let same_user = stream.peer_cred().map(|c| c.uid() == uid).unwrap_or(false);

@@ -223,6 +223,14 @@ impl Supervisor {
         // Events of the build's last writes may still be on their way.
         self.apps[a].quiet_until = Some(now + BUILD_ECHO);
         let name = self.apps[a].plan.name.clone();
+        let live = self.shutdown == super::Shutdown::Running && !self.apps[a].removed;
+        if !live {
+            // hotrun stops, or the app left the file: nothing starts.
+            if b.reload.is_some() {
+                self.abort_rollout(a, "the reload was abandoned", now);
+            }
+            return;
+        }
         match (result, b.reload) {
             (Ok(took), None) => {
                 self.logs
@@ -272,12 +280,17 @@ impl Supervisor {
 
     /// hotrun is stopping: builds are killed.
     pub(super) fn kill_builds(&mut self) {
-        for app in &mut self.apps {
-            if let Some(b) = app.build.as_mut() {
-                b.timed_out = false;
-                if b.pid > 0 {
-                    group::signal(b.pid, Signal::SIGKILL);
-                }
+        for a in 0..self.apps.len() {
+            self.kill_build(a);
+        }
+    }
+
+    /// Kills app `a`'s build, if one runs; its verdict still comes through its exit.
+    pub(super) fn kill_build(&mut self, a: usize) {
+        if let Some(b) = self.apps[a].build.as_mut() {
+            b.timed_out = false;
+            if b.pid > 0 {
+                group::signal(b.pid, Signal::SIGKILL);
             }
         }
     }

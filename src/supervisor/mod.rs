@@ -605,7 +605,9 @@ impl Supervisor {
     fn tick(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
             let waiting_for_build = self.building_first(a);
-            for s in 0..self.apps[a].slots.len() {
+            // The slot count is read each time: carrying out an input may add slots.
+            let mut s = 0;
+            while s < self.apps[a].slots.len() {
                 let phase = &self.apps[a].slots[s].phase;
                 let pending = matches!(phase, Phase::Pending { .. });
                 if phase.deadline().is_some_and(|d| d <= now) && !(pending && waiting_for_build) {
@@ -624,6 +626,7 @@ impl Supervisor {
                         i += 1;
                     }
                 }
+                s += 1;
             }
             if self.apps[a]
                 .rollout

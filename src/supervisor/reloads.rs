@@ -105,6 +105,15 @@ impl Supervisor {
         for action in actions {
             match action {
                 Action::Spawn { slot } => {
+                    // The rollout may have ended (a sibling failed) since this was decided.
+                    let wanted = self.apps[a].rollout.as_ref().is_some_and(|r| {
+                        r.lanes
+                            .iter()
+                            .any(|l| l.slot == slot && l.step == rollout::Step::Spawn)
+                    });
+                    if !wanted {
+                        continue;
+                    }
                     let input = match self.spawn_run(a, slot, now) {
                         Ok(run) => {
                             let id = self.apps[a].slots[slot].id;
@@ -211,13 +220,13 @@ impl Supervisor {
     }
 
     /// Stops a rollout in flight (hotrun is stopping): its successor is stopped too.
+    /// Also when no rollout runs yet (its build does): the queue's waiters are answered.
     pub(super) fn abort_rollout(&mut self, a: usize, why: &str, now: Instant) {
-        let Some(r) = self.apps[a].rollout.take() else {
-            return;
-        };
-        let successors: Vec<Run> = r.successors().map(|(_, run)| *run).collect();
-        for run in successors {
-            self.retire_successor(a, run, now);
+        if let Some(r) = self.apps[a].rollout.take() {
+            let successors: Vec<Run> = r.successors().map(|(_, run)| *run).collect();
+            for run in successors {
+                self.retire_successor(a, run, now);
+            }
         }
         let (waiters, _) = self.apps[a].queue.finish();
         let (more, _) = self.apps[a].queue.finish();

@@ -151,6 +151,12 @@ impl Supervisor {
         trigger: Trigger,
         reply: Option<tokio::sync::oneshot::Sender<Response>>,
     ) -> usize {
+        if self.shutdown != super::Shutdown::Running {
+            if let Some(reply) = reply {
+                let _ = reply.send(Response::err("hotrun is stopping"));
+            }
+            return 0;
+        }
         let fresh = match self.source.as_ref().map(Source::load) {
             None => None,
             Some(Ok((plan, _warnings))) => Some(plan),
@@ -254,6 +260,7 @@ impl Supervisor {
                     self.apps[a].plan.name
                 ));
                 self.apps[a].removed = true;
+                self.kill_build(a);
                 self.abort_rollout(a, "the app was removed from the ecosystem file", now);
                 for s in 0..self.apps[a].slots.len() {
                     self.apply(a, s, super::slot::Input::Stop, now);
@@ -275,7 +282,12 @@ impl Supervisor {
                     for slot in &mut self.apps[a].slots {
                         if slot.phase.is_final() {
                             slot.phase = Phase::Pending { at: now };
+                        } else {
+                            slot.restart_after_stop = true;
                         }
+                    }
+                    if self.apps[a].plan.build.is_some() {
+                        self.start_build(a, None, now);
                     }
                 }
                 Some(_) => {}
@@ -310,6 +322,9 @@ impl Supervisor {
         let pm_base = self.next_pm_id;
         self.logs.set_app(a, &self.apps[a].plan, pm_base);
         self.scale(a, self.apps[a].plan.instances, now);
+        if self.apps[a].plan.build.is_some() {
+            self.start_build(a, None, now);
+        }
         self.rebuild_watcher();
         Ok(())
     }
@@ -366,8 +381,14 @@ impl Supervisor {
             for id in active..n {
                 // A surplus slot being stopped with this id comes back.
                 if let Some(s) = self.apps[a].slots.iter().position(|s| s.id == id) {
-                    self.apps[a].slots[s].surplus = false;
-                    self.apps[a].slots[s].restart_after_stop = true;
+                    let slot = &mut self.apps[a].slots[s];
+                    slot.surplus = false;
+                    if slot.phase.is_final() && slot.retiring.is_empty() {
+                        slot.history = Default::default();
+                        slot.phase = Phase::Pending { at: now };
+                    } else {
+                        slot.restart_after_stop = true;
+                    }
                     continue;
                 }
                 let pm_id = self.next_pm_id;
@@ -383,7 +404,8 @@ impl Supervisor {
                 }
             }
         }
-        self.drop_stopped_surplus(a);
+        // Stopped surplus slots are dropped at the end of `tick`, never here: callers may
+        // hold slot indexes.
     }
 
     /// Removes surplus slots at the end of the list once they have stopped.

@@ -113,6 +113,9 @@ impl Supervisor {
 
     /// `hotrun restart`: stop, then start (not zero-downtime, as in PM2).
     pub(super) fn restart_apps(&mut self, apps: &[usize]) {
+        if self.shutdown != super::Shutdown::Running {
+            return;
+        }
         let now = Instant::now();
         for &a in apps {
             self.logs.say(&format!(
@@ -120,6 +123,9 @@ impl Supervisor {
                 self.apps[a].plan.name
             ));
             for s in 0..self.apps[a].slots.len() {
+                if self.apps[a].slots[s].surplus {
+                    continue;
+                }
                 let slot = &mut self.apps[a].slots[s];
                 if slot.phase.is_final() {
                     slot.history = History::default();

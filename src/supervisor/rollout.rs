@@ -350,6 +350,7 @@ pub fn step(
                         if ready_at.is_some_and(|t| now >= t) {
                             // Uptime readiness: min_ready is part of it already.
                             r.lanes[i].step = Step::Draining;
+                            r.promoted += 1;
                             actions.push(Action::Promote {
                                 slot,
                                 run,

@@ -235,6 +235,8 @@ pub fn step(
             if settings.waits_for_signal() {
                 let what = if settings.wait_ready {
                     "no ready message"
+                } else if settings.ready_pattern {
+                    "no line matching ready_pattern"
                 } else {
                     "not listening"
                 };
