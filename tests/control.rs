@@ -99,3 +99,30 @@ fn shutdown_with_message_reaches_old_instances_during_a_reload() {
     }
     assert_eq!(h.count("got SIGINT"), 0, "{}", h.output());
 }
+
+#[test]
+fn while_hotrun_stops_reload_and_restart_are_refused_and_nothing_starts() {
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'stubborn', script: '{}', instances: 2,
+           kill_timeout: 3000 }}] }};\n",
+        app("stubborn.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    h.wait_for_n("stubborn up", 2);
+    h.signal(Signal::SIGTERM);
+    h.wait_for_n("stubborn ignores SIGINT", 2);
+    for args in [&["reload"][..], &["restart"][..]] {
+        let out = hotrun_cmd(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("hotrun is stopping"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(h.wait_exit().code(), Some(0), "{}", h.output());
+    assert_eq!(
+        h.count("stubborn up"),
+        2,
+        "no instance started during the stop"
+    );
+}

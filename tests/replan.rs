@@ -223,3 +223,30 @@ fn under_hotrun_watch_an_edit_of_the_file_reloads_it() {
         assert!(get(port).unwrap().contains("API_URL=two"));
     }
 }
+
+#[test]
+fn scaling_down_then_up_at_once_ends_with_the_new_count_online() {
+    let dir = app_dir();
+    let port = free_port();
+    write_config(dir.path(), port, 4, "", "");
+    let _h = Hotrun::start(dir.path(), &[]);
+    let four = pids(&wait_online(dir.path()), "web");
+    write_config(dir.path(), port, 2, "", "");
+    assert!(hotrun_cmd(dir.path(), &["reload", "--no-wait"])
+        .status
+        .success());
+    write_config(dir.path(), port, 3, "", "");
+    assert!(hotrun_cmd(dir.path(), &["reload", "--no-wait"])
+        .status
+        .success());
+    wait_until("three instances are online", || {
+        let st = status(dir.path());
+        let inst = app_status(&st, "web")["instances"]
+            .as_array()
+            .unwrap()
+            .clone();
+        inst.len() == 3 && inst.iter().all(|i| i["state"] == "online")
+    });
+    let three = pids(&status(dir.path()), "web");
+    assert_eq!(&three[..2], &four[..2], "slots 0 and 1 were never touched");
+}

@@ -66,6 +66,9 @@ impl Supervisor {
                     }
                 }
             }
+            Request::Restart { .. } if self.shutdown != super::Shutdown::Running => {
+                Response::err("hotrun is stopping")
+            }
             Request::Restart { apps } => match self.select_apps(&apps) {
                 Err(e) => Response::err(e),
                 Ok(selected) => {
