@@ -13,6 +13,11 @@ use crate::runtime_dir::RuntimeDir;
 pub enum ClientError {
     #[error("hotrun is not running for {config} (no control socket at {socket})")]
     NotRunning { config: String, socket: String },
+    #[error("cannot reach hotrun's control socket {socket}: {error}")]
+    Connect {
+        socket: String,
+        error: std::io::Error,
+    },
     #[error("lost the connection to hotrun: {0}")]
     Io(#[from] std::io::Error),
     #[error("hotrun answered something unexpected: {0}")]
@@ -31,9 +36,17 @@ pub fn send(config: &Path, request: &Request) -> Result<Response, ClientError> {
 /// lines (a waiting reload's events, then its response).
 pub fn stream(config: &Path, request: &Request) -> Result<BufReader<UnixStream>, ClientError> {
     let socket = RuntimeDir::of(config).control_socket();
-    let mut stream = UnixStream::connect(&socket).map_err(|_| ClientError::NotRunning {
-        config: config.display().to_string(),
-        socket: socket.display().to_string(),
+    let mut stream = UnixStream::connect(&socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning {
+                config: config.display().to_string(),
+                socket: socket.display().to_string(),
+            }
+        }
+        _ => ClientError::Connect {
+            socket: socket.display().to_string(),
+            error: e,
+        },
     })?;
     let mut line = serde_json::to_vec(request).expect("a request serializes");
     line.push(b'\n');

@@ -255,7 +255,7 @@ impl Supervisor {
             }
             Some((slot, reason)) => {
                 let label = self.label(a, *slot);
-                let tail = self.failed_successor_tail(a);
+                let tail = self.failed_successor_tail(a, *slot);
                 let mut msg =
                     format!("{label} reload failed: {reason}; the old instances keep serving");
                 if !tail.is_empty() {
@@ -286,12 +286,12 @@ impl Supervisor {
         }
     }
 
-    /// The last stderr lines of the successor that just failed (it sits in `retiring`).
-    fn failed_successor_tail(&self, a: usize) -> Vec<String> {
-        self.apps[a]
-            .slots
+    /// The last stderr lines of slot `s`'s successor that just failed (the newest run in
+    /// its `retiring`).
+    fn failed_successor_tail(&self, a: usize, s: usize) -> Vec<String> {
+        self.apps[a].slots[s]
+            .retiring
             .iter()
-            .flat_map(|s| s.retiring.iter())
             .filter_map(|p| p.run())
             .max_by_key(|r| r.serial)
             .and_then(|r| self.runs.get(&r.serial))

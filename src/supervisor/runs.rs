@@ -178,7 +178,11 @@ impl Supervisor {
             Ok(child) => child,
             Err(e) => {
                 let _ = std::fs::remove_file(&notify_path);
-                let msg = format!("{}: {e}", app.plan.command.program);
+                let msg = if !app.plan.cwd.is_dir() {
+                    format!("its cwd {} is not a folder", app.plan.cwd.display())
+                } else {
+                    format!("{}: {e}", app.plan.command.program)
+                };
                 let label = self.label(a, s);
                 self.logs.say(&format!("{label} could not start: {msg}"));
                 return Err(msg);
