@@ -9,9 +9,12 @@
 //! needs a tick.
 //!
 //! Files: `slot.rs` (an instance slot's lifecycle, pure), `restart.rs` (restart policy,
-//! pure), `rollout.rs` (the rolling reload, pure), `runs.rs` (starting processes and
-//! reading what they say), `reloads.rs` (driving rollouts), `status.rs` (`hotrun status`),
-//! `check.rs` (`hotrun check`).
+//! pure), `rollout.rs` (the rolling reload, pure), `instances.rs` (inputs to slots),
+//! `runs.rs` (starting processes and reading what they say), `reloads.rs` (driving
+//! rollouts), `replan.rs` (reading the file again at each reload), `build.rs` (build, then
+//! swap), `triggers.rs` (file changes, memory), `events.rs` (reload events), `logbook.rs`
+//! (`hotrun logs`), `requests.rs` (the control socket's requests), `console.rs` (`rs`),
+//! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`).
 
 mod build;
 mod check;
