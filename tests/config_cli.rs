@@ -1,71 +1,18 @@
 //! `hotrun config` end to end: the real binary reads the fixtures in fixtures/configs/
 //! (and files written to temp folders) and prints the plan, or an exact error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::cli::{hotrun, hotrun_env, node_available};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_hotrun");
 
 fn fixtures(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/configs")
         .join(sub)
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The first stderr line, without the `hotrun: ` prefix.
-    fn first(&self) -> &str {
-        let line = self.stderr.lines().next().unwrap_or("");
-        line.strip_prefix("hotrun: ").unwrap_or(line)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// `apps` of the JSON plan.
-    fn apps(&self) -> Vec<Value> {
-        assert_eq!(self.code, 0, "hotrun failed:\n{}", self.stderr);
-        self.json()["apps"].as_array().cloned().unwrap()
-    }
-}
-
-fn hotrun_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir).env_remove("HOTRUN_NODE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run hotrun");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn hotrun(dir: &Path, args: &[&str]) -> Run {
-    hotrun_env(dir, args, &[])
-}
-
-fn node_available() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn cpus() -> u64 {

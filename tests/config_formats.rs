@@ -4,62 +4,10 @@
 //! layering and errors, and `deploy.<profile>.env` precedence.
 //! (Throwing, never-ending and missing-package configs are in config_cli.rs.)
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::cli::{hotrun, hotrun_env, node_available};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hotrun");
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The first stderr line, without the `hotrun: ` prefix.
-    fn first(&self) -> &str {
-        let line = self.stderr.lines().next().unwrap_or("");
-        line.strip_prefix("hotrun: ").unwrap_or(line)
-    }
-
-    fn apps(&self) -> Vec<Value> {
-        assert_eq!(self.code, 0, "hotrun failed:\n{}", self.stderr);
-        let v: Value = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\n{}",
-                self.stdout, self.stderr
-            )
-        });
-        v["apps"].as_array().cloned().unwrap()
-    }
-}
-
-fn hotrun_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir).env_remove("HOTRUN_NODE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run hotrun");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn hotrun(dir: &Path, args: &[&str]) -> Run {
-    hotrun_env(dir, args, &[])
-}
-
-fn node_available() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// A temp folder with an empty server.js and worker.js and the given files.
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {

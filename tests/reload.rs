@@ -30,6 +30,24 @@ fn reload(dir: &Path) -> std::process::Output {
     hotrun_cmd(dir, &["reload"])
 }
 
+/// One reload while `load` runs; then 300 more requests, so the new instances answer
+/// too. Returns what the load saw, which must have no failure.
+fn reload_under(dir: &Path, load: Load) -> common::http::Stats {
+    let out = reload(dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = load.completed();
+    wait_until("the new instances answer too", || {
+        load.completed() > after + 300
+    });
+    let stats = load.finish();
+    assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
+    stats
+}
+
 #[test]
 fn the_seed_app_reloads_ten_times_under_load_without_a_failed_request() {
     let port = free_port();
@@ -180,18 +198,7 @@ fn a_python_app_gets_its_socket_by_listen_fds_and_is_ready_by_sd_notify() {
 
     let load = Load::start(port, false);
     wait_until("the load is flowing", || load.completed() > 20);
-    let out = reload(dir.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let after = load.completed();
-    wait_until("the new instances answer too", || {
-        load.completed() > after + 300
-    });
-    let stats = load.finish();
-    assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
+    let stats = reload_under(dir.path(), load);
     assert!(
         stats.pids.len() >= 3,
         "old and new instances answered: {:?}",
@@ -239,13 +246,7 @@ fn a_launcher_whose_server_is_a_grandchild_still_shares_the_port_and_reports_rea
     // Both grandchildren accept on the one socket.
     let load = Load::start(port, false);
     wait_until("both servers answered", || load.completed() > 200);
-    assert!(reload(dir.path()).status.success());
-    let after = load.completed();
-    wait_until("the new instances answer too", || {
-        load.completed() > after + 300
-    });
-    let stats = load.finish();
-    assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
+    let stats = reload_under(dir.path(), load);
     assert!(
         stats.pids.len() >= 4,
         "two servers, then two new ones: {:?}",
@@ -411,18 +412,7 @@ fn npm_start_in_cluster_mode_shares_the_port_and_reloads_without_a_failed_reques
     }
     let load = Load::start(port, false);
     wait_until("the servers answered", || load.completed() > 100);
-    let out = reload(dir.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let after = load.completed();
-    wait_until("the new instances answer too", || {
-        load.completed() > after + 300
-    });
-    let stats = load.finish();
-    assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
+    let stats = reload_under(dir.path(), load);
     assert!(
         stats.pids.len() >= 4,
         "two servers, then two new ones: {:?}",
