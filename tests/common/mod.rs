@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod http;
+pub mod node_load;
+pub mod procfs;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
