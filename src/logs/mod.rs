@@ -3,10 +3,12 @@
 //! and appended to the app's `out_file`/`error_file`/`log_file`. Each line is written
 //! whole with one write, so lines never interleave. hotrun's own messages go to stderr
 //! as `hotrun: ...`. With `--log-format json` every line (an instance's or hotrun's) is one
-//! JSON object instead: `{"time", "app", "instance", "stream", "message"}`.
+//! JSON object instead: `{"time", "app", "instance", "stream", "message"}`. The console
+//! side goes through `stdio`, which never lets an unread console stall the runner.
 
 pub mod date;
 pub mod reader;
+pub mod stdio;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -148,11 +150,7 @@ impl LogSink {
             let (name, to_stderr) = (log.name.clone(), stream == Stream::Err);
             let kind = if to_stderr { "stderr" } else { "stdout" };
             let line = json_line(Some(&name), Some(id), kind, text);
-            if to_stderr {
-                let _ = std::io::stderr().lock().write_all(&line);
-            } else {
-                let _ = std::io::stdout().lock().write_all(&line);
-            }
+            stdio::write(console_fd(stream), &line);
             return self.write_files(app, id, stream, text, None);
         }
         let date = log
@@ -175,12 +173,7 @@ impl LogSink {
         line.extend_from_slice(date.as_bytes());
         line.extend_from_slice(text);
         line.push(b'\n');
-        // One write per line; a closed terminal is no reason to stop serving.
-        if to_stderr {
-            let _ = std::io::stderr().lock().write_all(&line);
-        } else {
-            let _ = std::io::stdout().lock().write_all(&line);
-        }
+        stdio::write(console_fd(stream), &line);
 
         let date = date.to_string();
         self.write_files(app, id, stream, text, Some(&date));
@@ -206,11 +199,7 @@ impl LogSink {
             line.push(b'\n');
             line
         };
-        if to_stderr {
-            let _ = std::io::stderr().lock().write_all(&line);
-        } else {
-            let _ = std::io::stdout().lock().write_all(&line);
-        }
+        stdio::write(console_fd(stream), &line);
     }
 
     /// Appends the line to the app's log files, if it has any; `date` is its prefix when
@@ -333,7 +322,14 @@ pub fn say(msg: &str) {
     } else {
         format!("hotrun: {msg}\n").into_bytes()
     };
-    let _ = std::io::stderr().lock().write_all(&line);
+    stdio::write(stdio::Fd::Err, &line);
+}
+
+fn console_fd(stream: Stream) -> stdio::Fd {
+    match stream {
+        Stream::Out => stdio::Fd::Out,
+        Stream::Err => stdio::Fd::Err,
+    }
 }
 
 fn prefix_of(name: &str, single: bool, id: u32) -> String {

@@ -39,8 +39,7 @@ impl Supervisor {
         record.insert("message".into(), json!(message));
         let line = format!("{}\n", Value::Object(record));
         if logs::json() {
-            use std::io::Write;
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            logs::stdio::write(logs::stdio::Fd::Err, line.as_bytes());
         } else {
             self.logs.say(&message);
         }

@@ -286,6 +286,9 @@ struct Supervisor {
 /// Runs the plan until every instance has ended (stopped by a signal or `hotrun stop`, or
 /// nothing left to run). Returns hotrun's exit code.
 pub fn run(plan: Plan, opts: RunOptions) -> i32 {
+    // From here on an unread console never stalls the loop; what is queued is flushed
+    // (for a moment at most) when the runner returns.
+    let _console = logs::stdio::Console::start();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
