@@ -95,7 +95,12 @@ impl MemoryHistory {
 }
 
 fn shown(path: &Path, cwd: &Path) -> String {
-    path.strip_prefix(cwd).unwrap_or(path).display().to_string()
+    match path.strip_prefix(cwd) {
+        // The app's folder itself (a poll sees its time change when a file is added).
+        Ok(rel) if rel.as_os_str().is_empty() => ".".into(),
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
 }
 
 impl Supervisor {
@@ -280,6 +285,19 @@ pub(super) fn watching(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_paths_are_named_relative_to_the_app() {
+        let cwd = Path::new("/srv/app");
+        let table = [
+            ("/srv/app/src/a.js", "src/a.js"),
+            ("/srv/app", "."),
+            ("/elsewhere/x.js", "/elsewhere/x.js"),
+        ];
+        for (path, want) in table {
+            assert_eq!(shown(Path::new(path), cwd), want, "{path}");
+        }
+    }
 
     #[test]
     fn an_instance_over_again_right_after_its_replacement_backs_off() {
