@@ -1,16 +1,20 @@
-//! Listening sockets that hotrun owns. Every instance of an app accepts on the same socket,
-//! so the kernel hands connections straight to the instances (hotrun is not in the data
-//! path), and the socket stays open while instances are replaced: new connections wait
-//! in the backlog instead of being refused.
+//! Listening sockets that hotrun owns. Each instance slot of an app accepts on a socket of
+//! its own, all bound to the app's port with SO_REUSEPORT (see `reuseport`): the kernel
+//! hands connections straight to the instances, spread over them (hotrun is not in the
+//! data path), and a slot's socket stays open while its instance is replaced or
+//! restarted: new connections wait in its backlog instead of being refused.
 
 pub mod handle;
+pub mod reuseport;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::str::FromStr;
+
+use reuseport::{Group, Member};
 
 use nix::sys::socket::{
     bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
@@ -59,44 +63,65 @@ impl FromStr for ListenAddr {
     }
 }
 
-/// The sockets bound so far, for hotrun's whole life.
+/// The sockets bound so far, for hotrun's whole life: per address, one per slot.
 #[derive(Default)]
 pub struct Listeners {
-    bound: HashMap<ListenAddr, OwnedFd>,
+    groups: HashMap<ListenAddr, Group>,
 }
 
 impl Listeners {
-    /// The socket for `addr`, bound now if it is not yet.
-    pub fn get_or_bind(&mut self, addr: ListenAddr) -> io::Result<BorrowedFd<'_>> {
-        let fd: &OwnedFd = match self.bound.entry(addr) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(bind_listener(addr)?),
-        };
-        Ok(fd.as_fd())
+    /// The socket of `member` for `addr`, bound now if it is not yet. The first socket of
+    /// an address fails as a plain bind would when another process holds the port.
+    pub fn get_or_bind(&mut self, addr: ListenAddr, member: &Member) -> io::Result<BorrowedFd<'_>> {
+        if !self.groups.contains_key(&addr) {
+            probe(addr)?;
+        }
+        let group = self.groups.entry(addr).or_default();
+        if group.get(member).is_none() {
+            group.add(member.clone(), bind_listener(addr)?);
+        }
+        Ok(group.get(member).expect("bound above"))
     }
 
-    /// An already bound socket.
-    pub fn get(&self, addr: &ListenAddr) -> Option<BorrowedFd<'_>> {
-        self.bound.get(addr).map(|fd| fd.as_fd())
+    /// New connections to `addr` go to the sockets of `live` members only.
+    pub fn set_live(&mut self, addr: &ListenAddr, live: &[Member]) -> io::Result<()> {
+        match self.groups.get_mut(addr) {
+            Some(g) => g.set_live(live),
+            None => Ok(()),
+        }
+    }
+
+    /// Every address bound so far.
+    pub fn addresses(&self) -> Vec<ListenAddr> {
+        self.groups.keys().copied().collect()
     }
 }
 
-/// Binds and listens, with SO_REUSEADDR (a restart of hotrun binds again at once).
+/// Fails with EADDRINUSE when another process listens on `addr` (with or without
+/// SO_REUSEPORT): a plain bind, closed at once.
+fn probe(addr: ListenAddr) -> io::Result<()> {
+    bind_with(addr, false).map(drop)
+}
+
+/// Binds and listens, with SO_REUSEADDR (a restart of hotrun binds again at once) and
+/// SO_REUSEPORT (a socket per slot on the same address).
 pub fn bind_listener(addr: ListenAddr) -> io::Result<OwnedFd> {
+    bind_with(addr, true)
+}
+
+fn bind_with(addr: ListenAddr, reuse_port: bool) -> io::Result<OwnedFd> {
+    let one = |at: SocketAddr, dual_stack: bool| bind_one(at, dual_stack, reuse_port);
     match addr.host {
-        Some(ip) => bind_one(SocketAddr::new(ip, addr.port), false),
+        Some(ip) => one(SocketAddr::new(ip, addr.port), false),
         // All addresses: one dual-stack IPv6 socket, or IPv4 only where IPv6 is off.
-        None => bind_one(
-            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port),
-            true,
-        )
-        .or_else(|e| match e.raw_os_error() {
-            Some(libc_eafnosupport) if is_no_ipv6(libc_eafnosupport) => bind_one(
-                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port),
-                false,
-            ),
-            _ => Err(e),
-        }),
+        None => one(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port), true).or_else(
+            |e| match e.raw_os_error() {
+                Some(errno) if is_no_ipv6(errno) => {
+                    one(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port), false)
+                }
+                _ => Err(e),
+            },
+        ),
     }
 }
 
@@ -105,7 +130,7 @@ fn is_no_ipv6(errno: i32) -> bool {
     [Errno::EAFNOSUPPORT as i32, Errno::EADDRNOTAVAIL as i32].contains(&errno)
 }
 
-fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<OwnedFd> {
+fn bind_one(addr: SocketAddr, dual_stack: bool, reuse_port: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv6() {
         AddressFamily::Inet6
     } else {
@@ -113,6 +138,9 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<OwnedFd> {
     };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if reuse_port {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
     if dual_stack {
         setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
     }
@@ -120,7 +148,9 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<OwnedFd> {
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(addr),
     )?;
-    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    if reuse_port {
+        listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    }
     Ok(fd)
 }
 
@@ -149,21 +179,83 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_bound_socket_accepts_and_a_second_bind_of_the_port_fails() {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        let mut listeners = Listeners::default();
-        let addr = ListenAddr {
+    fn local(port: u16) -> ListenAddr {
+        ListenAddr {
             host: Some("127.0.0.1".parse().unwrap()),
             port,
-        };
-        listeners.get_or_bind(addr).unwrap();
-        // Same address again: the same socket, no second bind.
-        listeners.get_or_bind(addr).unwrap();
+        }
+    }
+
+    fn free_port() -> u16 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn a_bound_socket_accepts_and_another_process_cannot_take_the_port() {
+        let port = free_port();
+        let mut listeners = Listeners::default();
+        let addr = local(port);
+        let web0 = Member::new("web", 0);
+        listeners.get_or_bind(addr, &web0).unwrap();
+        // Same member again: the same socket, no second bind.
+        listeners.get_or_bind(addr, &web0).unwrap();
+        assert_eq!(listeners.groups[&addr].len(), 1);
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("backlog accepts");
-        let err = bind_listener(addr).unwrap_err();
+        // A plain bind (as any other program does) fails.
+        let err = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        // And a port held by someone else is refused, even to hotrun's reuse-port binds.
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = local(other.local_addr().unwrap().port());
+        let err = Listeners::default().get_or_bind(taken, &web0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    /// Which of `listeners` (non-blocking) each of `n` connections reached.
+    fn spread(port: u16, listeners: &[std::net::TcpListener], n: usize) -> Vec<usize> {
+        let mut clients = Vec::new();
+        for _ in 0..n {
+            clients.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        }
+        let mut counts = vec![0; listeners.len()];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while counts.iter().sum::<usize>() < n && std::time::Instant::now() < deadline {
+            for (i, l) in listeners.iter().enumerate() {
+                while l.accept().is_ok() {
+                    counts[i] += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn connections_spread_over_the_slots_and_only_over_live_ones() {
+        use std::os::fd::AsFd;
+        let port = free_port();
+        let addr = local(port);
+        let mut listeners = Listeners::default();
+        let members: Vec<Member> = (0..3).map(|s| Member::new("web", s)).collect();
+        let sockets: Vec<std::net::TcpListener> = members
+            .iter()
+            .map(|m| {
+                let fd = listeners.get_or_bind(addr, m).unwrap().try_clone_to_owned().unwrap();
+                let l = std::net::TcpListener::from(fd);
+                l.set_nonblocking(true).unwrap();
+                l
+            })
+            .collect();
+        listeners.set_live(&addr, &members).unwrap();
+        let all = spread(port, &sockets, 300);
+        assert_eq!(all.iter().sum::<usize>(), 300, "{all:?}");
+        assert!(all.iter().all(|&n| n >= 50), "an even spread: {all:?}");
+        // Slot 1 is out (restarting): it gets nothing new.
+        listeners.set_live(&addr, &[members[0].clone(), members[2].clone()]).unwrap();
+        let two = spread(port, &sockets, 300);
+        assert_eq!(two[1], 0, "{two:?}");
+        assert!(two[0] >= 100 && two[2] >= 100, "{two:?}");
+        // The program is the group's, so it holds whichever socket it went through.
+        let _ = sockets[0].as_fd();
     }
 }

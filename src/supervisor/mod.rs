@@ -48,6 +48,7 @@ use crate::process::group;
 use crate::process::guard::Guard;
 use crate::process::reaper;
 use crate::runtime_dir::RuntimeDir;
+use crate::sockets::reuseport::Member;
 use crate::sockets::{ListenAddr, Listeners};
 pub use check::CheckReport;
 use restart::History;
@@ -250,6 +251,8 @@ struct Supervisor {
     events: mpsc::Sender<Event>,
     runtime: RuntimeDir,
     listeners: Listeners,
+    /// Attaching the program that picks ready slots' sockets failed, and was said.
+    live_error_said: bool,
     /// serial -> the run's I/O and where it lives.
     runs: HashMap<u64, RunIo>,
     /// pid -> serial, for the reaper's reports.
@@ -422,7 +425,8 @@ impl Supervisor {
         for app in plan.apps {
             let ports = runs::declared_ports(&app);
             for addr in &ports {
-                listeners.get_or_bind(*addr).map_err(|e| {
+                let first = Member::new(&app.name, 0);
+                listeners.get_or_bind(*addr, &first).map_err(|e| {
                     format!(
                         "{}: cannot listen on {addr}: {}",
                         app.name,
@@ -445,6 +449,7 @@ impl Supervisor {
             events,
             runtime,
             listeners,
+            live_error_said: false,
             runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,
@@ -662,6 +667,7 @@ impl Supervisor {
         for a in 0..self.apps.len() {
             self.drop_stopped_surplus(a);
         }
+        self.sync_live_sockets();
         self.drive_check(now);
     }
 

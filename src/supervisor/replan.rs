@@ -14,6 +14,7 @@ use super::{AppState, SlotState, Supervisor};
 use crate::config::{self, LoadOptions};
 use crate::control::protocol::Response;
 use crate::plan::{AppPlan, Plan};
+use crate::sockets::reuseport::Member;
 use crate::sockets::ListenAddr;
 
 /// Where the plan comes from, and how a command adjusts it (`hotrun watch`).
@@ -308,7 +309,8 @@ impl Supervisor {
     fn add_app(&mut self, plan: AppPlan, now: Instant) -> Result<(), String> {
         let ports = super::runs::declared_ports(&plan);
         for addr in &ports {
-            self.listeners.get_or_bind(*addr).map_err(|e| {
+            let first = Member::new(&plan.name, 0);
+            self.listeners.get_or_bind(*addr, &first).map_err(|e| {
                 format!(
                     "{}: cannot listen on {addr}: {}",
                     plan.name,
@@ -338,7 +340,8 @@ impl Supervisor {
     ) -> Result<(), String> {
         let mut ports: Vec<ListenAddr> = super::runs::declared_ports(&new);
         for addr in &ports {
-            self.listeners.get_or_bind(*addr).map_err(|e| {
+            let first = Member::new(&new.name, 0);
+            self.listeners.get_or_bind(*addr, &first).map_err(|e| {
                 format!(
                     "{}: cannot listen on {addr}: {}",
                     new.name,

@@ -19,6 +19,7 @@ use super::{Event, Supervisor};
 use crate::logs::{reader, Stream};
 use crate::plan::AppPlan;
 use crate::process::spawn::{spawn, SpawnRequest, FIRST_FD};
+use crate::sockets::reuseport::Member;
 use crate::sockets::{handle, ListenAddr};
 
 /// How many of its last stderr lines a run keeps, for the reason of a failed reload.
@@ -28,6 +29,8 @@ const STDERR_TAIL: usize = 5;
 pub(super) struct RunIo {
     pub app: usize,
     pub slot: usize,
+    /// Its slot's socket on each shared port.
+    member: Member,
     /// hotrun's end of the IPC channel (for messages and socket handles).
     ipc: StdUnixStream,
     notify: Option<(PathBuf, JoinHandle<()>)>,
@@ -132,15 +135,15 @@ impl Supervisor {
         let app = &self.apps[a];
         let slot = &app.slots[s];
 
+        // The slot's own socket of each port (bound now for a new slot).
+        let member = Member::new(&app.plan.name, slot.id);
         let mut fds: Vec<OwnedFd> = Vec::with_capacity(app.ports.len());
         for addr in &app.ports {
             let fd = self
                 .listeners
-                .get(addr)
-                .map(|fd| fd.try_clone_to_owned())
-                .transpose()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("the socket for {addr} is not bound"))?;
+                .get_or_bind(*addr, &member)
+                .and_then(|fd| fd.try_clone_to_owned())
+                .map_err(|e| format!("cannot listen on {addr}: {}", bind_error(&e)))?;
             fds.push(fd);
         }
         let mut env = vec![
@@ -208,6 +211,7 @@ impl Supervisor {
             RunIo {
                 app: a,
                 slot: s,
+                member,
                 ipc: child.ipc,
                 notify,
                 stderr_tail: VecDeque::new(),
@@ -328,7 +332,8 @@ impl Supervisor {
             }
         };
         let label = self.label(a, s);
-        let reply = match self.listeners.get_or_bind(addr) {
+        let member = io.member.clone();
+        let reply = match self.listeners.get_or_bind(addr, &member) {
             Ok(fd) => {
                 let fd = fd.as_fd();
                 let reply = json!({"hotrun": "listen-reply", "seq": seq, "port": addr.port});
@@ -343,7 +348,7 @@ impl Supervisor {
                     app.settings.expect_listen = super::runs::node_like(&app.plan);
                     let name = app.plan.name.clone();
                     self.logs.say(&format!(
-                        "{name}: port {addr} is shared by every instance (hotrun holds the socket)"
+                        "{name}: port {addr} is shared by every instance (hotrun holds a socket per instance slot)"
                     ));
                 }
                 return;
@@ -359,6 +364,33 @@ impl Supervisor {
             }
         };
         let _ = self.runs[&serial].send_message(&reply);
+    }
+
+    /// Points each shared port's new connections at the slots whose instance is online
+    /// (a slot restarting or scaled away gets none; what is queued on its socket waits
+    /// for its next instance). Re-attached only when the set changes.
+    pub(super) fn sync_live_sockets(&mut self) {
+        let mut live: std::collections::HashMap<ListenAddr, Vec<Member>> = Default::default();
+        for app in &self.apps {
+            for addr in &app.ports {
+                let entry = live.entry(*addr).or_default();
+                for slot in &app.slots {
+                    if !slot.surplus && matches!(slot.phase, super::slot::Phase::Online { .. }) {
+                        entry.push(Member::new(&app.plan.name, slot.id));
+                    }
+                }
+            }
+        }
+        for (addr, members) in live {
+            if let Err(e) = self.listeners.set_live(&addr, &members) {
+                if !self.live_error_said {
+                    self.live_error_said = true;
+                    self.logs.say(&format!(
+                        "cannot steer connections on port {addr} to ready instances ({e}); the kernel spreads them over every instance"
+                    ));
+                }
+            }
+        }
     }
 
     /// The run is gone for good: drop its I/O and tell the guard.

@@ -1,0 +1,272 @@
+//! One listening socket per instance slot, all bound to the same address with
+//! SO_REUSEPORT: the kernel spreads new connections over them, so every instance gets its
+//! share (Node accepts greedily from a shared socket, and one instance would take most).
+//! A classic BPF program (SO_ATTACH_REUSEPORT_CBPF, no privilege needed) picks only among
+//! the sockets of slots whose instance is online; a slot being restarted keeps its socket,
+//! so the connections queued on it wait for its replacement instead of being reset.
+//!
+//! The kernel knows a socket by its index in the group: its order of joining (`listen`),
+//! and when one leaves, the last moves into its place. `Members` keeps that model.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::libc;
+use nix::sys::socket::{setsockopt, sockopt};
+
+/// Who a socket of the group is for: an app's slot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Member {
+    pub app: String,
+    pub slot: u32,
+}
+
+impl Member {
+    pub fn new(app: &str, slot: u32) -> Member {
+        Member {
+            app: app.to_string(),
+            slot,
+        }
+    }
+}
+
+/// The kernel's order of the group's sockets.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Members {
+    order: Vec<Member>,
+}
+
+impl Members {
+    /// A socket joined (it listens now): it takes the next index.
+    pub fn join(&mut self, m: Member) -> usize {
+        self.order.push(m);
+        self.order.len() - 1
+    }
+
+    /// A socket left (closed): the last one takes its index.
+    pub fn leave(&mut self, m: &Member) {
+        if let Some(i) = self.index_of(m) {
+            self.order.swap_remove(i);
+        }
+    }
+
+    pub fn index_of(&self, m: &Member) -> Option<usize> {
+        self.order.iter().position(|x| x == m)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The indices the program may pick: those of `live` members, in index order; every
+    /// index when none is live (connections then wait in whichever queue until an
+    /// instance is up, as with one shared socket).
+    pub fn pickable(&self, live: &[Member]) -> Vec<u32> {
+        let chosen: Vec<u32> = (0..self.order.len())
+            .filter(|&i| live.contains(&self.order[i]))
+            .map(|i| i as u32)
+            .collect();
+        if chosen.is_empty() {
+            (0..self.order.len() as u32).collect()
+        } else {
+            chosen
+        }
+    }
+}
+
+/// At most this many sockets are picked among (the program has 2 instructions each).
+const MOST_PICKED: usize = 1000;
+
+/// A classic BPF program that returns one of `indices` at random for each new connection.
+pub fn program(indices: &[u32]) -> Vec<libc::sock_filter> {
+    let indices = &indices[..indices.len().min(MOST_PICKED)];
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let Some((&last, rest)) = indices.split_last() else {
+        return vec![op(libc::BPF_RET | libc::BPF_K, 0, 0, 0)];
+    };
+    let mut prog = vec![
+        // A = a random u32; A %= n
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            0,
+            0,
+            (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
+        ),
+        op(
+            libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+            0,
+            0,
+            indices.len() as u32,
+        ),
+    ];
+    // if A == j return indices[j]
+    for (j, &index) in rest.iter().enumerate() {
+        prog.push(op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, j as u32));
+        prog.push(op(libc::BPF_RET | libc::BPF_K, 0, 0, index));
+    }
+    prog.push(op(libc::BPF_RET | libc::BPF_K, 0, 0, last));
+    prog
+}
+
+/// Runs `program` on a value of A after its first instruction (for tests): the index the
+/// kernel would pick when the random number is `random`.
+#[cfg(test)]
+fn run(prog: &[libc::sock_filter], random: u32) -> u32 {
+    let mut a = 0u32;
+    let mut pc = 0usize;
+    loop {
+        let i = prog[pc];
+        let code = u32::from(i.code);
+        pc += 1;
+        if code == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS {
+            a = random;
+        } else if code == libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K {
+            a %= i.k;
+        } else if code == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K {
+            pc += usize::from(if a == i.k { i.jt } else { i.jf });
+        } else if code == libc::BPF_RET | libc::BPF_K {
+            return i.k;
+        } else {
+            panic!("unexpected instruction {code:#x}");
+        }
+    }
+}
+
+/// The sockets of one address, one per member, and the program attached to them.
+pub struct Group {
+    members: Members,
+    fds: HashMap<Member, OwnedFd>,
+    /// What the attached program picks among, once attached.
+    attached: Option<Vec<u32>>,
+}
+
+impl Group {
+    pub fn new() -> Group {
+        Group {
+            members: Members::default(),
+            fds: HashMap::new(),
+            attached: None,
+        }
+    }
+
+    pub fn get(&self, m: &Member) -> Option<BorrowedFd<'_>> {
+        self.fds.get(m).map(|fd| fd.as_fd())
+    }
+
+    /// Adds the socket `fd` (bound with SO_REUSEPORT, listening) for `m`.
+    pub fn add(&mut self, m: Member, fd: OwnedFd) {
+        self.members.join(m.clone());
+        self.fds.insert(m, fd);
+    }
+
+    /// Points new connections at the sockets of the `live` members only.
+    pub fn set_live(&mut self, live: &[Member]) -> io::Result<()> {
+        let indices = self.members.pickable(live);
+        if self.attached.as_ref() == Some(&indices) {
+            return Ok(());
+        }
+        let Some(fd) = self.fds.values().next() else {
+            return Ok(());
+        };
+        let mut filter = program(&indices);
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_mut_ptr(),
+        };
+        // The program belongs to the whole group, whichever socket it is attached to.
+        setsockopt(fd, sockopt::AttachReusePortCbpf, &prog)?;
+        self.attached = Some(indices);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(slot: u32) -> Member {
+        Member::new("web", slot)
+    }
+
+    #[test]
+    fn indices_follow_the_kernels_order_of_joining_and_leaving() {
+        let mut g = Members::default();
+        // (operation, slot, the order after it)
+        let table: [(&str, u32, &[u32]); 6] = [
+            ("join", 0, &[0]),
+            ("join", 1, &[0, 1]),
+            ("join", 2, &[0, 1, 2]),
+            // The last moves into the place of the one that left.
+            ("leave", 0, &[2, 1]),
+            ("join", 3, &[2, 1, 3]),
+            ("leave", 3, &[2, 1]),
+        ];
+        for (op, slot, want) in table {
+            match op {
+                "join" => {
+                    g.join(m(slot));
+                }
+                _ => g.leave(&m(slot)),
+            }
+            let order: Vec<u32> = g.order.iter().map(|x| x.slot).collect();
+            assert_eq!(order, want, "after {op} {slot}");
+        }
+    }
+
+    #[test]
+    fn only_live_members_are_picked_and_every_one_when_none_is() {
+        let mut g = Members::default();
+        for s in 0..3 {
+            g.join(m(s));
+        }
+        let table: [(&[u32], &[u32]); 4] = [
+            (&[0, 1, 2], &[0, 1, 2]),
+            (&[2, 0], &[0, 2]),
+            (&[1], &[1]),
+            (&[], &[0, 1, 2]),
+        ];
+        for (live, want) in table {
+            let live: Vec<Member> = live.iter().map(|&s| m(s)).collect();
+            assert_eq!(g.pickable(&live), want, "live {live:?}");
+        }
+    }
+
+    #[test]
+    fn the_program_returns_each_pickable_index_for_its_share_of_random_numbers() {
+        for indices in [vec![0u32], vec![0, 2], vec![4, 1, 3], (0..10).collect()] {
+            let prog = program(&indices);
+            let mut seen = [0usize; 16];
+            for r in 0..(indices.len() as u32 * 100) {
+                seen[run(&prog, r) as usize] += 1;
+            }
+            for (i, n) in seen.iter().enumerate() {
+                let want = if indices.contains(&(i as u32)) { 100 } else { 0 };
+                assert_eq!(*n, want, "index {i} of {indices:?}");
+            }
+        }
+    }
+}
