@@ -9,6 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 
 use common::http::free_port;
 use common::node_load::{run_for, Clients, NodeLoad, Report};
@@ -297,4 +298,42 @@ fn a_python_app_on_listen_fds_reloads_ten_times_under_16_clients_failing_nothing
             r.samples
         );
     }
+}
+
+#[test]
+fn an_errored_app_refuses_connections_and_takes_its_port_again_when_fixed() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("crash.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 2,
+           port: {port}, max_restarts: 1, min_uptime: 1000, restart_delay: 0,
+           env: {{ HTTP_PORT: {port} }} }},
+         // Keeps hotrun running: an errored app alone ends it.
+         {{ name: 'keep', script: '{}' }}] }};\n",
+        app("ticker.js")
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let h = Hotrun::start_quiet(Command::new(HOTRUN).current_dir(dir.path()));
+    h.wait_for("errored:");
+    wait_until("every slot is errored", || {
+        app_status(&status(dir.path()), "web")["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["state"] == "errored")
+    });
+    // Refused at once, not queued for nobody.
+    let started = std::time::Instant::now();
+    let err = TcpStream::connect(("127.0.0.1", port)).expect_err("the port of an errored app refuses");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+    // Fixed and reloaded: the port is taken again and served.
+    std::fs::copy(app("cpu.js"), dir.path().join("server.js")).unwrap();
+    let out = hotrun_cmd(dir.path(), &["reload", "web"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_online(dir.path());
+    let r = run_for(port, Clients::new(16), 1000);
+    assert!(r.ok > 0 && r.failed == 0 && r.hung == 0, "{r:?}");
 }

@@ -91,9 +91,20 @@ impl Listeners {
         }
     }
 
-    /// Every address bound so far.
-    pub fn addresses(&self) -> Vec<ListenAddr> {
-        self.groups.keys().copied().collect()
+    /// The members of `addr`'s group.
+    pub fn members(&self, addr: &ListenAddr) -> Vec<Member> {
+        self.groups.get(addr).map(Group::members).unwrap_or_default()
+    }
+
+    /// Closes `member`'s socket of `addr`; the port itself is closed with its last socket,
+    /// so that connections are refused rather than queued for nobody.
+    pub fn release(&mut self, addr: &ListenAddr, member: &Member) {
+        if let Some(g) = self.groups.get_mut(addr) {
+            g.remove(member);
+            if g.is_empty() {
+                self.groups.remove(addr);
+            }
+        }
     }
 }
 

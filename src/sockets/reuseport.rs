@@ -169,6 +169,20 @@ impl Group {
         self.fds.insert(m, fd);
     }
 
+    /// Closes the socket of `m`: what is queued on it is reset (refused, not left to hang),
+    /// and the last socket takes its index.
+    pub fn remove(&mut self, m: &Member) {
+        if self.fds.remove(m).is_some() {
+            self.members.leave(m);
+            self.attached = None;
+        }
+    }
+
+    /// Every member, in the kernel's order.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.order.clone()
+    }
+
     /// Points new connections at the sockets of the `live` members only.
     pub fn set_live(&mut self, live: &[Member]) -> io::Result<()> {
         let indices = self.members.pickable(live);

@@ -368,20 +368,38 @@ impl Supervisor {
 
     /// Points each shared port's new connections at the slots whose instance is online
     /// (a slot restarting or scaled away gets none; what is queued on its socket waits
-    /// for its next instance). Re-attached only when the set changes.
+    /// for its next instance), and closes the sockets of slots that will have no instance
+    /// (errored, scaled away and gone): their queued connections are refused, not left
+    /// to hang, and an app with no slot left refuses connections until it starts again.
+    /// Re-attached only when the set changes.
     pub(super) fn sync_live_sockets(&mut self) {
+        use super::slot::Phase;
         let mut live: std::collections::HashMap<ListenAddr, Vec<Member>> = Default::default();
+        // A socket is kept while a process holds it (a successor included) or its slot
+        // is to have one.
+        let mut kept: std::collections::HashSet<Member> =
+            self.runs.values().map(|io| io.member.clone()).collect();
         for app in &self.apps {
-            for addr in &app.ports {
-                let entry = live.entry(*addr).or_default();
-                for slot in &app.slots {
-                    if !slot.surplus && matches!(slot.phase, super::slot::Phase::Online { .. }) {
-                        entry.push(Member::new(&app.plan.name, slot.id));
+            for slot in &app.slots {
+                let m = Member::new(&app.plan.name, slot.id);
+                if !matches!(slot.phase, Phase::Errored { .. }) {
+                    kept.insert(m.clone());
+                }
+                if !slot.surplus && matches!(slot.phase, Phase::Online { .. }) {
+                    for addr in &app.ports {
+                        live.entry(*addr).or_default().push(m.clone());
                     }
                 }
             }
         }
-        for (addr, members) in live {
+        let addresses: Vec<ListenAddr> = self.apps.iter().flat_map(|a| a.ports.clone()).collect();
+        for addr in addresses {
+            for m in self.listeners.members(&addr) {
+                if !kept.contains(&m) {
+                    self.listeners.release(&addr, &m);
+                }
+            }
+            let members = live.remove(&addr).unwrap_or_default();
             if let Err(e) = self.listeners.set_live(&addr, &members) {
                 if !self.live_error_said {
                     self.live_error_said = true;
