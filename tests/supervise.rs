@@ -118,7 +118,10 @@ fn a_second_stop_signal_kills_at_once() {
     let line = h.wait_for("stubborn up");
     let (pid, child) = (field(&line, "pid"), field(&line, "child"));
     h.signal(Signal::SIGTERM);
+    let first = std::time::Instant::now();
     h.wait_for("stubborn ignores SIGINT");
+    // A repeat counts only after the gap (sooner, it is the same stop delivered twice).
+    std::thread::sleep(Duration::from_millis(300).saturating_sub(first.elapsed()));
     h.signal(Signal::SIGTERM);
     let status = h.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", h.output());
@@ -232,4 +235,25 @@ fn as_pid_1_hotrun_reaps_orphaned_grandchildren() {
     assert_orphans_reaped(hotrun);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(hotrun), Signal::SIGTERM).unwrap();
     assert!(h.wait_exit().success(), "{}", h.output());
+}
+
+#[test]
+fn a_stop_signal_delivered_twice_at_once_still_stops_gracefully() {
+    // `timeout -s INT` and Ctrl-C signal hotrun and its process group: two SIGINTs within
+    // microseconds. The instance must still get its graceful stop.
+    let dir = js_config(&format!(
+        "{{ name: 'grace', script: '{}', kill_timeout: 5000 }}",
+        app("graceful.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    h.signal(Signal::SIGINT);
+    // The second once the first has been taken (not coalesced with it), a few ms later.
+    h.wait_for("SIGINT received: stopping every instance");
+    h.signal(Signal::SIGINT);
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", h.output());
+    let out = h.output();
+    assert!(!out.contains("killing every instance"), "{out}");
+    assert!(out.contains("graceful shutdown"), "the instance stopped gracefully: {out}");
 }

@@ -1,7 +1,7 @@
 //! What happens to instances: feeding inputs to slots (their own and the retiring ones),
 //! carrying out the actions, exits from the reaper, readiness signals, stop signals.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -10,6 +10,16 @@ use super::slot::{self, Action, Input, Phase, ReadyBy, Run};
 use super::{rollout, Role, Shutdown, Supervisor};
 use crate::process::group;
 use crate::process::reaper::Exit;
+
+/// A stop signal repeated sooner than this after the first is the same stop delivered
+/// twice (to hotrun and to its process group), not a request to kill at once.
+pub(super) const REPEAT_GAP: Duration = Duration::from_millis(200);
+
+/// Whether a stop signal that arrives while hotrun stops means "kill at once": only when it
+/// comes REPEAT_GAP or more after the first (or the stop did not come from a signal).
+pub(super) fn repeat_kills(first_signal: Option<Instant>, now: Instant) -> bool {
+    first_signal.is_none_or(|first| now.saturating_duration_since(first) >= REPEAT_GAP)
+}
 
 impl Supervisor {
     /// Feeds one input to the slot's instance and carries out the actions.
@@ -190,14 +200,21 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn on_stop_signal(&mut self, sig: Signal) {
+    pub(super) fn on_stop_signal(&mut self, sig: Signal, now: Instant) {
         match self.shutdown {
             Shutdown::Running => {
                 self.logs.say(&format!(
                     "{} received: stopping every instance (again to kill at once)",
                     sig.as_str()
                 ));
+                self.first_stop_signal = Some(now);
                 self.stop_all();
+            }
+            Shutdown::Graceful | Shutdown::Immediate
+                if !repeat_kills(self.first_stop_signal, now) =>
+            {
+                // One stop delivered twice (Ctrl-C, `timeout`, which signal hotrun and
+                // its process group): not a second request.
             }
             Shutdown::Graceful | Shutdown::Immediate => {
                 self.shutdown = Shutdown::Immediate;
@@ -232,6 +249,30 @@ impl Supervisor {
                 self.apps[a].slots[s].restart_after_stop = false;
                 self.apply(a, s, Input::Stop, now);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_repeat_after_the_gap_kills_at_once() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // (first stop signal, the repeat's time, kills)
+        let table = [
+            (Some(t0), ms(0), false),
+            (Some(t0), ms(5), false),
+            (Some(t0), ms(199), false),
+            (Some(t0), ms(200), true),
+            (Some(t0), ms(2000), true),
+            // hotrun stop (not a signal), then a signal: at once.
+            (None, ms(1), true),
+        ];
+        for (first, now, kills) in table {
+            assert_eq!(repeat_kills(first, now), kills, "{first:?} {now:?}");
         }
     }
 }

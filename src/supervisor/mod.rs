@@ -251,6 +251,8 @@ struct Supervisor {
     events: mpsc::Sender<Event>,
     runtime: RuntimeDir,
     listeners: Listeners,
+    /// When the first stop signal came (a repeat soon after is the same stop).
+    first_stop_signal: Option<Instant>,
     /// Attaching the program that picks ready slots' sockets failed, and was said.
     live_error_said: bool,
     /// serial -> the run's I/O and where it lives.
@@ -374,8 +376,8 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             Some(ev) = rx.recv() => sup.on_event(ev),
             Some(incoming) = control_rx.recv() => sup.on_request(incoming),
             _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
-            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM),
-            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT),
+            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM, Instant::now()),
+            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT, Instant::now()),
             _ = sighup.recv() => {
                 sup.reload_apps(None, rollout::Trigger::Signal, None);
             }
@@ -450,6 +452,7 @@ impl Supervisor {
             runtime,
             listeners,
             live_error_said: false,
+            first_stop_signal: None,
             runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,
