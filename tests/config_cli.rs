@@ -169,6 +169,14 @@ fn instances_follow_available_parallelism() {
 
 /// (file, extra args, exit code, first stderr line after `hotrun: `)
 const BROKEN: &[(&str, &[&str], i32, &str)] = &[
+    ("env_nul.json5", &[], 4, "env_nul.json5:4:44: env.SECRET: a value cannot contain a NUL character (a process receives NUL-terminated text)"),
+    ("env_key_empty.json5", &[], 4, "env_key_empty.json5:4:12: env.\"\": an empty variable name cannot be passed to a process"),
+    (
+        "env_key_equals.json5",
+        &["--env", "production"],
+        4,
+        "env_key_equals.json5:5:7: env_production.A=B: a variable name cannot contain '=' (the environment is NAME=value)",
+    ),
     ("syntax.json5", &[], 4, "syntax.json5:4:5: syntax error: expected comma"),
     ("syntax.json", &[], 4, "syntax.json:5:2: syntax error: trailing characters"),
     ("instances.json5", &[], 4, "instances.json5:4:16: instances must be a number, 'max' or -1 (got \"three\")"),

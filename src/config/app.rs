@@ -449,7 +449,7 @@ pub fn resolve_app(
             path: f.path_of(k),
         });
     }
-    let mut env = env::merge(from_files, &layers, origin, warnings);
+    let mut env = env::merge(from_files, &layers, origin, warnings)?;
     if let Some(p) = port {
         let port_key = f.get("port").map_or("port", |(k, _)| k);
         if let Some(old) = env

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::error::ConfigError;
 use super::position::{Origin, Seg, Target};
 
 /// One object of variables, and where it is in the file.
@@ -32,23 +33,50 @@ pub fn env_string(v: &Value) -> (String, bool) {
     }
 }
 
-/// Merges the layers in order (keys of later layers win) over `base`.
+/// Why a variable cannot reach a process, if it cannot: the environment is a list of
+/// NUL-terminated `NAME=value` strings.
+pub fn unpassable(name: &str, value: &str) -> Option<(Target, &'static str)> {
+    if name.is_empty() {
+        Some((Target::Key, "an empty variable name cannot be passed to a process"))
+    } else if name.contains('=') {
+        Some((Target::Key, "a variable name cannot contain '=' (the environment is NAME=value)"))
+    } else if name.contains('\0') {
+        Some((Target::Key, "a variable name cannot contain a NUL character"))
+    } else if value.contains('\0') {
+        Some((Target::Value, "a value cannot contain a NUL character (a process receives NUL-terminated text)"))
+    } else {
+        None
+    }
+}
+
+/// Merges the layers in order (keys of later layers win) over `base`. A variable that no
+/// process could receive is an error at its place in the file.
 pub fn merge(
     mut base: BTreeMap<String, String>,
     layers: &[Layer],
     origin: &Origin,
     warnings: &mut Vec<String>,
-) -> BTreeMap<String, String> {
+) -> Result<BTreeMap<String, String>, ConfigError> {
     for layer in layers {
         for (k, v) in layer.map {
             let (s, structured) = env_string(v);
+            let mut p = layer.path.clone();
+            p.push(Seg::Key(k.clone()));
+            let shown = if k.is_empty() { "\"\"".to_string() } else { k.escape_debug().to_string() };
+            let subject = match layer.path.last() {
+                Some(Seg::Key(parent)) => format!("{parent}.{shown}"),
+                _ => shown,
+            };
+            if let Some((target, why)) = unpassable(k, &s) {
+                return Err(ConfigError::invalid(origin.msg(
+                    &p,
+                    target,
+                    Some(&subject),
+                    &format!(": {why}"),
+                ))
+                .with_help("rename the variable or remove the character from its value"));
+            }
             if structured {
-                let mut p = layer.path.clone();
-                p.push(Seg::Key(k.clone()));
-                let subject = match layer.path.last() {
-                    Some(Seg::Key(parent)) => format!("{parent}.{k}"),
-                    _ => k.clone(),
-                };
                 warnings.push(origin.msg(
                     &p,
                     Target::Value,
@@ -59,7 +87,7 @@ pub fn merge(
             base.insert(k.clone(), s);
         }
     }
-    base
+    Ok(base)
 }
 
 /// An `env_file` entry as written: the path, and whether it is optional (`?path`).
@@ -127,6 +155,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn variables_a_process_cannot_receive_are_named() {
+        let table = [
+            ("A", "ok", None),
+            ("A_B", "", None),
+            ("", "x", Some("empty variable name")),
+            ("A=B", "x", Some("cannot contain '='")),
+            ("A\0B", "x", Some("name cannot contain a NUL")),
+            ("X", "a\0b", Some("value cannot contain a NUL")),
+        ];
+        for (name, value, want) in table {
+            let got = unpassable(name, value).map(|(_, why)| why);
+            match (got, want) {
+                (None, None) => {}
+                (Some(why), Some(w)) => assert!(why.contains(w), "{name:?}: {why}"),
+                other => panic!("{name:?}={value:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn profile_over_env() {
         let env =
             json!({"NODE_ENV": "development", "Redis_PORT": 6379, "DEBUG": true, "EMPTY": null});
@@ -153,7 +201,8 @@ mod tests {
             ],
             &origin,
             &mut warnings,
-        );
+        )
+        .unwrap();
         assert_eq!(merged["NODE_ENV"], "production");
         assert_eq!(merged["Redis_PORT"], "6379");
         assert_eq!(merged["HTTP_PORT"], "8888");
