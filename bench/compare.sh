@@ -19,7 +19,8 @@
 # hotrun gets the first free port from there, PM2 the next).
 #
 # Output: the table on stdout; details in bench/out/compare/ (results.env, results.md, wrk outputs,
-# hotrun.log, pm2home/logs).
+# hotrun.log, pm2home/logs). Then bench/balance.sh runs (the CPU-bound app under 16
+# concurrent Node clients, side by side with PM2 too); BALANCE=0 skips it.
 
 set -uo pipefail
 
@@ -461,3 +462,9 @@ echo "  other work's CPU while measuring (% of one core): throughput rounds, hot
   "$(get pm2_rps_close_other_cpu); keep-alive $(get pm2_rps_keepalive_other_cpu); timed reloads" \
   "$(get timed_reloads_other_cpu); reloads under load $(get hotrun_reload_other_cpu) / $(get pm2_reload_other_cpu)"
 echo "  total bench time: $(get wall_s) s; raw figures in bench/out/compare/results.env, markdown table in bench/out/compare/results.md"
+
+if [ "${BALANCE:-1}" != 0 ]; then
+  cleanup
+  echo
+  HOTRUN=$HOTRUN PM2_VERSION=$PM2_VERSION bash "$BENCH/balance.sh"
+fi
