@@ -88,6 +88,9 @@ pub struct AppPlan {
     pub wait_ready: bool,
     pub listen_timeout: Duration,
     pub kill_timeout: Duration,
+    /// `drain_delay`: how long a replaced instance, out of the kernel's choice and with
+    /// its accept queue empty, keeps serving before `kill_signal`.
+    pub drain_delay: Duration,
     /// `kill_signal`, default SIGINT.
     pub kill_signal: Signal,
     pub shutdown_with_message: bool,
@@ -162,6 +165,7 @@ impl AppPlan {
             "wait_ready": self.wait_ready,
             "listen_timeout": ms(self.listen_timeout),
             "kill_timeout": ms(self.kill_timeout),
+            "drain_delay": ms(self.drain_delay),
             "max_memory_restart": self.max_memory_restart,
             "autorestart": self.autorestart,
             "max_restarts": self.max_restarts,

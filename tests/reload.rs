@@ -100,8 +100,10 @@ fn the_seed_app_reloads_ten_times_under_load_without_a_failed_request() {
 
     let st = status(dir.path());
     assert_eq!(app_status(&st, "web-nextjs-server")["reloads"], 10);
-    // One slot at a time: never more than one instance beyond the three.
-    assert_eq!(most_alive_at_once(&events), 4);
+    // One successor at a time, and at most 2 old instances draining beside it: never more
+    // than three instances beyond the three (one beyond them at the least).
+    let most = most_alive_at_once(&events);
+    assert!((4..=6).contains(&most), "{most} instances alive at once");
 }
 
 #[test]

@@ -179,6 +179,15 @@ fn ten_reloads_fail_no_request_of_slow_clients_with_close_idle_connections() {
 }
 
 #[test]
+fn ten_reloads_of_an_app_that_exits_at_once_on_sigint_fail_no_request() {
+    // The app drains nothing itself (process.exit on SIGINT): hotrun's drain does. The
+    // replaced instance gets no new connection, empties its queue, serves what it
+    // accepted for drain_delay, and only then gets SIGINT.
+    reloads_under_load("exit", false, Clients::new(16), 10);
+    reloads_under_load("exit", true, Clients::new(16).slow(5), 10);
+}
+
+#[test]
 #[ignore = "long: 100 reloads under load (run with --ignored)"]
 fn a_hundred_reloads_under_load_fail_nothing() {
     reloads_under_load("close", false, Clients::new(16), 50);

@@ -522,6 +522,7 @@ pub fn resolve_app(
         wait_ready: f.boolean("wait_ready", false)?,
         listen_timeout: f.ms("listen_timeout", 3000)?,
         kill_timeout: f.ms("kill_timeout", 1600)?,
+        drain_delay: f.ms("drain_delay", 100)?,
         kill_signal: f.parse("kill_signal", Signal::SIGINT, units::parse_signal)?,
         shutdown_with_message: f.boolean("shutdown_with_message", false)?,
         max_memory_restart,

@@ -41,6 +41,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "listen",
     "max_surge",
     "min_ready",
+    "drain_delay",
     "ready_pattern",
     "build",
     "build_timeout",

@@ -94,9 +94,10 @@ fn app_block(out: &mut String, a: &AppPlan) {
             format!("'shutdown' message, SIGKILL after {}", ms(a.kill_timeout))
         } else {
             format!(
-                "{}, SIGKILL after {}",
+                "{}, SIGKILL after {}; a replaced instance is drained first (drain_delay {})",
                 a.kill_signal.as_str(),
-                ms(a.kill_timeout)
+                ms(a.kill_timeout),
+                ms(a.drain_delay)
             )
         },
     );

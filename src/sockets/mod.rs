@@ -96,6 +96,15 @@ impl Listeners {
         self.groups.get(addr).map(Group::members).unwrap_or_default()
     }
 
+    /// How many connections wait in `member`'s accept queue of `addr` (0 when it has no
+    /// socket there).
+    pub fn queued(&self, addr: &ListenAddr, member: &Member) -> io::Result<u32> {
+        match self.groups.get(addr).and_then(|g| g.queued(member)) {
+            Some(n) => n,
+            None => Ok(0),
+        }
+    }
+
     /// Closes `member`'s socket of `addr`; the port itself is closed with its last socket,
     /// so that connections are refused rather than queued for nobody.
     pub fn release(&mut self, addr: &ListenAddr, member: &Member) {
@@ -268,5 +277,31 @@ mod tests {
         assert!(two[0] >= 100 && two[2] >= 100, "{two:?}");
         // The program is the group's, so it holds whichever socket it went through.
         let _ = sockets[0].as_fd();
+    }
+
+    #[test]
+    fn the_accept_queue_of_a_socket_is_counted() {
+        let port = free_port();
+        let addr = local(port);
+        let mut listeners = Listeners::default();
+        let (a, b) = (Member::new("web", 0), Member::lane("web", 0, 1));
+        let sa = std::net::TcpListener::from(
+            listeners.get_or_bind(addr, &a).unwrap().try_clone_to_owned().unwrap(),
+        );
+        listeners.get_or_bind(addr, &b).unwrap();
+        // Only `a` is picked: its queue holds every connection, `b`'s none.
+        listeners.set_live(&addr, std::slice::from_ref(&a)).unwrap();
+        let clients: Vec<_> = (0..5)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        assert_eq!(listeners.queued(&addr, &a).unwrap(), 5);
+        assert_eq!(listeners.queued(&addr, &b).unwrap(), 0);
+        for _ in 0..5 {
+            sa.accept().unwrap();
+        }
+        assert_eq!(listeners.queued(&addr, &a).unwrap(), 0);
+        // A member without a socket here has nothing queued.
+        assert_eq!(listeners.queued(&addr, &Member::new("api", 0)).unwrap(), 0);
+        drop(clients);
     }
 }

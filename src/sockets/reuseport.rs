@@ -1,9 +1,11 @@
-//! One listening socket per instance slot, all bound to the same address with
-//! SO_REUSEPORT: the kernel spreads new connections over them, so every instance gets its
-//! share (Node accepts greedily from a shared socket, and one instance would take most).
-//! A classic BPF program (SO_ATTACH_REUSEPORT_CBPF, no privilege needed) picks only among
-//! the sockets of slots whose instance is online; a slot being restarted keeps its socket,
-//! so the connections queued on it wait for its replacement instead of being reset.
+//! One listening socket per instance, all bound to the same address with SO_REUSEPORT:
+//! the kernel spreads new connections over them, so every instance gets its share (Node
+//! accepts greedily from a shared socket, and one instance would take most). A classic BPF
+//! program (SO_ATTACH_REUSEPORT_CBPF, no privilege needed) picks only among the sockets of
+//! instances that are online. A slot being restarted keeps its socket, so the connections
+//! queued on it wait for its replacement instead of being reset; a reload's successor gets
+//! a socket of its own (a new lane of the slot), so the old instance can be taken out of
+//! the program and drained before it is asked to stop.
 //!
 //! The kernel knows a socket by its index in the group: its order of joining (`listen`),
 //! and when one leaves, the last moves into its place. `Members` keeps that model.
@@ -15,18 +17,26 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::libc;
 use nix::sys::socket::{setsockopt, sockopt};
 
-/// Who a socket of the group is for: an app's slot.
+/// Who a socket of the group is for: an app's slot, and which of the slot's sockets
+/// (`lane`: 0 at first, a new one for each reload's successor).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Member {
     pub app: String,
     pub slot: u32,
+    pub lane: u64,
 }
 
 impl Member {
+    /// The slot's first socket.
     pub fn new(app: &str, slot: u32) -> Member {
+        Member::lane(app, slot, 0)
+    }
+
+    pub fn lane(app: &str, slot: u32, lane: u64) -> Member {
         Member {
             app: app.to_string(),
             slot,
+            lane,
         }
     }
 }
@@ -203,6 +213,12 @@ impl Group {
         Ok(())
     }
 
+    /// How many connections wait in `m`'s accept queue (TCP_INFO's `tcpi_unacked` on a
+    /// listening socket); `None` when `m` has no socket here.
+    pub fn queued(&self, m: &Member) -> Option<io::Result<u32>> {
+        self.fds.get(m).map(|fd| accept_queue(fd.as_fd()))
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }
@@ -210,6 +226,29 @@ impl Group {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
+}
+
+/// The length of a listening socket's accept queue: on a socket in LISTEN state the
+/// kernel reports it in `tcpi_unacked` (and the backlog in `tcpi_sacked`).
+pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `len` bytes; the kernel writes at most that.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised and (partly) filled by the kernel: every field is valid.
+    Ok(unsafe { info.assume_init() }.tcpi_unacked)
 }
 
 impl Default for Group {

@@ -99,7 +99,7 @@ impl Supervisor {
         now: Instant,
     ) {
         match action {
-            Action::Spawn => match self.spawn_run(a, s, now) {
+            Action::Spawn => match self.spawn_run(a, s, Role::Current, now) {
                 Ok(run) => self.apply(a, s, Input::Spawned(run), now),
                 Err(_) => self.apply(a, s, Input::SpawnFailed, now),
             },

@@ -135,6 +135,9 @@ struct SlotState {
     restart_after_stop: bool,
     /// Scaled away: stopping, then dropped.
     surplus: bool,
+    /// Which of the slot's listening sockets its instance uses (see `sockets::Member`):
+    /// a restart keeps it, a reload's successor brings a new one.
+    lane: u64,
     memory: triggers::MemoryHistory,
 }
 
@@ -148,6 +151,7 @@ impl SlotState {
             retiring: Vec::new(),
             restart_after_stop: false,
             surplus: false,
+            lane: 0,
             memory: Default::default(),
         }
     }
@@ -226,6 +230,7 @@ fn settings_of(app: &AppPlan, ports: &[ListenAddr], learned: bool) -> Settings {
         listen_timeout: app.listen_timeout,
         kill_timeout: app.kill_timeout,
         kill_signal: app.kill_signal,
+        drain_delay: app.drain_delay,
     }
 }
 
@@ -253,6 +258,8 @@ struct Supervisor {
     listeners: Listeners,
     /// When the first stop signal came (a repeat soon after is the same stop).
     first_stop_signal: Option<Instant>,
+    /// The next socket lane given to a reload's successor.
+    next_lane: u64,
     /// Attaching the program that picks ready slots' sockets failed, and was said.
     live_error_said: bool,
     /// serial -> the run's I/O and where it lives.
@@ -453,6 +460,7 @@ impl Supervisor {
             listeners,
             live_error_said: false,
             first_stop_signal: None,
+            next_lane: 1,
             runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,
@@ -616,6 +624,18 @@ impl Supervisor {
     }
 
     /// Gives everything whose deadline has come a tick.
+    /// A draining instance whose accept queue the loop now sees empty.
+    fn drained(&self, phase: &Phase) -> bool {
+        match phase {
+            Phase::Draining {
+                run,
+                signal_at: None,
+                ..
+            } => self.queue_empty(run.serial),
+            _ => false,
+        }
+    }
+
     fn tick(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
             let waiting_for_build = self.building_first(a);
@@ -625,6 +645,10 @@ impl Supervisor {
                 let phase = &self.apps[a].slots[s].phase;
                 let pending = matches!(phase, Phase::Pending { .. });
                 if phase.deadline().is_some_and(|d| d <= now) && !(pending && waiting_for_build) {
+                    if self.drained(phase) {
+                        self.apply(a, s, Input::QueueEmpty, now);
+                    }
+                    let phase = &self.apps[a].slots[s].phase;
                     let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
                     self.apply(a, s, Input::Tick { group_alive }, now);
                 }
@@ -633,6 +657,10 @@ impl Supervisor {
                     let phase = &self.apps[a].slots[s].retiring[i];
                     let len = self.apps[a].slots[s].retiring.len();
                     if phase.deadline().is_some_and(|d| d <= now) {
+                        if self.drained(phase) {
+                            self.apply_retiring(a, s, i, Input::QueueEmpty, now);
+                        }
+                        let phase = &self.apps[a].slots[s].retiring[i];
                         let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
                         self.apply_retiring(a, s, i, Input::Tick { group_alive }, now);
                     }

@@ -114,7 +114,7 @@ impl Supervisor {
                     if !wanted {
                         continue;
                     }
-                    let input = match self.spawn_run(a, slot, now) {
+                    let input = match self.spawn_run(a, slot, super::Role::Successor, now) {
                         Ok(run) => {
                             let id = self.apps[a].slots[slot].id;
                             let label = self.label(a, slot);
@@ -141,7 +141,9 @@ impl Supervisor {
     /// The successor takes the slot; the old instance is asked to stop and retires.
     fn promote(&mut self, a: usize, s: usize, run: Run, by: ReadyBy, now: Instant) {
         let label = self.label(a, s);
+        let lane = self.runs.get(&run.serial).map(|io| io.lane());
         let slot = &mut self.apps[a].slots[s];
+        slot.lane = lane.unwrap_or(slot.lane);
         let old = std::mem::replace(&mut slot.phase, Phase::Online { run, ready_by: by });
         slot.history = Default::default();
         let took = now.saturating_duration_since(run.started).as_millis();
@@ -151,7 +153,8 @@ impl Supervisor {
             .map_or((1, 1), |r| (r.promoted, r.total));
         let id = self.apps[a].slots[s].id;
         let old_pid = old.run().map(|r| r.pid);
-        let stopping = old_pid.map_or(String::new(), |p| format!("; stopping old pid {p}"));
+        let verb = if self.can_drain(a) { "draining" } else { "stopping" };
+        let stopping = old_pid.map_or(String::new(), |p| format!("; {verb} old pid {p}"));
         let message = format!(
             "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms{stopping}",
             run.pid,
@@ -162,11 +165,19 @@ impl Supervisor {
         self.emit(Some(a), Some(id), "ready", fields, message);
         match old.run().copied() {
             Some(old_run) => {
+                // Drained first where its socket is its own: out of the kernel's choice
+                // now, asked to stop once its queue is empty and drain_delay has passed.
+                let input = if self.can_drain(a) {
+                    SlotInput::Drain
+                } else {
+                    SlotInput::Stop
+                };
                 let app = &mut self.apps[a];
                 let mut scratch = Default::default();
                 let (stopping, actions) =
-                    super::slot::step(old, SlotInput::Stop, now, &app.settings, &mut scratch);
+                    super::slot::step(old, input, now, &app.settings, &mut scratch);
                 app.slots[s].retiring.push(stopping);
+                self.sync_live_sockets();
                 for action in actions {
                     self.act(a, s, Some(old_run), action, now);
                 }

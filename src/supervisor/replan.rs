@@ -403,7 +403,14 @@ impl Supervisor {
                 if self.apps[a].slots[s].id >= n && !self.apps[a].slots[s].surplus {
                     self.apps[a].slots[s].surplus = true;
                     self.apps[a].slots[s].restart_after_stop = false;
-                    self.apply(a, s, super::slot::Input::Stop, now);
+                    // Out of the kernel's choice first, then drained like a replaced one.
+                    let input = if self.can_drain(a) {
+                        super::slot::Input::Drain
+                    } else {
+                        super::slot::Input::Stop
+                    };
+                    self.apply(a, s, input, now);
+                    self.sync_live_sockets();
                 }
             }
         }

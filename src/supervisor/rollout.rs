@@ -3,8 +3,11 @@
 //!
 //! Per slot, `max_surge` slots at a time (1 by default): start a successor with the same
 //! instance id, wait until it is ready (and, with `min_ready`, still up that much later),
-//! then promote it (the event loop stops the old instance with `kill_signal`, SIGKILL after
-//! `kill_timeout`) and wait until the old one is gone; then the next slot. A successor that
+//! then promote it (the event loop drains the old instance, then stops it with
+//! `kill_signal`, SIGKILL after `kill_timeout`). The next slot starts as soon as the
+//! successor took its slot, while the old one drains, as long as no more than
+//! `2 * max_surge` old instances are still stopping; the rollout is done once every old
+//! instance is gone. A successor that
 //! exits or is not ready within `listen_timeout` is stopped and the reload ends as failed,
 //! its surging siblings stopped too: the old instances keep serving.
 
@@ -81,6 +84,8 @@ pub struct Rollout {
     /// How many slots this rollout replaces, and how many have been promoted.
     pub total: usize,
     pub promoted: usize,
+    /// How many successors start at once (`max_surge`, at least 1).
+    pub surge: usize,
 }
 
 /// One slot being replaced.
@@ -209,6 +214,7 @@ impl Rollout {
                 rest: slots.collect(),
                 total,
                 promoted: 0,
+                surge,
             },
             actions,
         )
@@ -245,6 +251,25 @@ impl Rollout {
         self.lanes
             .iter()
             .any(|l| l.slot == s && l.step == Step::Draining)
+    }
+
+    /// Starts the next slots while fewer than `surge` successors start and no more than
+    /// `2 * surge` old instances stop.
+    fn fill(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        loop {
+            let stopping = self.lanes.iter().filter(|l| l.step == Step::Draining).count();
+            let starting = self.lanes.len() - stopping;
+            if self.rest.is_empty() || starting >= self.surge || stopping > 2 * self.surge {
+                return actions;
+            }
+            let slot = self.rest.remove(0);
+            self.lanes.push(Lane {
+                slot,
+                step: Step::Spawn,
+            });
+            actions.push(Action::Spawn { slot });
+        }
     }
 }
 
@@ -304,7 +329,9 @@ pub fn step(
             if readiness.min_ready.is_zero() {
                 r.lanes[i].step = Step::Draining;
                 r.promoted += 1;
-                (Some(r), vec![Action::Promote { slot, run, by }])
+                let mut actions = vec![Action::Promote { slot, run, by }];
+                actions.extend(r.fill());
+                (Some(r), actions)
             } else {
                 r.lanes[i].step = Step::Settling {
                     run,
@@ -375,6 +402,9 @@ pub fn step(
                     _ => {}
                 }
             }
+            if actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+                actions.extend(r.fill());
+            }
             (Some(r), actions)
         }
         Input::OldGone { slot } => {
@@ -382,13 +412,9 @@ pub fn step(
                 return (Some(r), vec![]);
             };
             r.lanes.remove(i);
-            if !r.rest.is_empty() {
-                let next = r.rest.remove(0);
-                r.lanes.push(Lane {
-                    slot: next,
-                    step: Step::Spawn,
-                });
-                return (Some(r), vec![Action::Spawn { slot: next }]);
+            let actions = r.fill();
+            if !actions.is_empty() {
+                return (Some(r), actions);
             }
             if r.lanes.is_empty() {
                 (None, vec![Action::Done])
@@ -526,6 +552,60 @@ mod tests {
                 .count(),
             2
         );
+        assert_eq!(actions.last(), Some(&Action::Done));
+    }
+
+    #[test]
+    fn the_next_slot_starts_while_old_instances_drain_two_per_surge_at_most() {
+        let t0 = Instant::now();
+        let (mut r, _) = Rollout::begin(Trigger::Command, (0..5).collect(), 1, t0);
+        // (input, the spawns it causes): no old instance is gone until the end.
+        let spawned = |slot: usize| Input::Spawned {
+            slot,
+            run: run(t0, 100 + slot as i32),
+        };
+        let ready = |slot: usize| Input::Ready {
+            slot,
+            by: ReadyBy::Message,
+        };
+        let table: Vec<(Input, Vec<usize>)> = vec![
+            (spawned(0), vec![]),
+            (ready(0), vec![1]),
+            (spawned(1), vec![]),
+            (ready(1), vec![2]),
+            (spawned(2), vec![]),
+            // Three old instances stopping: slot 3 waits for one of them.
+            (ready(2), vec![]),
+            (Input::OldGone { slot: 1 }, vec![3]),
+            (spawned(3), vec![]),
+            (ready(3), vec![]),
+            (Input::OldGone { slot: 0 }, vec![4]),
+        ];
+        for (n, (input, want)) in table.into_iter().enumerate() {
+            let (next, actions) = step(r, input, t0, SIGNAL);
+            let spawns: Vec<usize> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Spawn { slot } => Some(*slot),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(spawns, want, "row {n}");
+            r = next.expect("not over yet");
+        }
+        // Done only once every old instance is gone.
+        let rest = vec![
+            (0, spawned(4)),
+            (0, ready(4)),
+            (0, Input::OldGone { slot: 2 }),
+            (0, Input::OldGone { slot: 3 }),
+        ];
+        let (actions, over) = drive(r.clone(), rest.clone(), t0, SIGNAL);
+        assert!(!over, "slot 4's old instance still stops: {actions:?}");
+        let mut all = rest;
+        all.push((0, Input::OldGone { slot: 4 }));
+        let (actions, over) = drive(r, all, t0, SIGNAL);
+        assert!(over);
         assert_eq!(actions.last(), Some(&Action::Done));
     }
 

@@ -15,7 +15,7 @@ use tokio::net::UnixDatagram;
 use tokio::task::JoinHandle;
 
 use super::slot::{ReadyBy, Run};
-use super::{Event, Supervisor};
+use super::{Event, Role, Supervisor};
 use crate::logs::{reader, Stream};
 use crate::plan::AppPlan;
 use crate::process::spawn::{spawn, SpawnRequest, FIRST_FD};
@@ -40,6 +40,11 @@ pub(super) struct RunIo {
 impl RunIo {
     pub fn send_message(&self, msg: &Value) -> io::Result<()> {
         handle::send_message(&self.ipc, msg)
+    }
+
+    /// Which of its slot's sockets this run uses.
+    pub fn lane(&self) -> u64 {
+        self.member.lane
     }
 
     pub fn remember_stderr(&mut self, line: &[u8]) {
@@ -128,15 +133,29 @@ fn listen_fds_json(ports: &[ListenAddr]) -> String {
 }
 
 impl Supervisor {
-    /// Starts a process for slot `s` of app `a`: the slot's instance or a successor.
-    pub(super) fn spawn_run(&mut self, a: usize, s: usize, now: Instant) -> Result<Run, String> {
+    /// Starts a process for slot `s` of app `a`: the slot's instance on the slot's
+    /// sockets, or a reload's successor on sockets of its own.
+    pub(super) fn spawn_run(
+        &mut self,
+        a: usize,
+        s: usize,
+        role: Role,
+        now: Instant,
+    ) -> Result<Run, String> {
         let serial = self.next_serial;
         self.next_serial += 1;
+        let lane = match role {
+            Role::Successor => {
+                self.next_lane += 1;
+                self.next_lane - 1
+            }
+            _ => self.apps[a].slots[s].lane,
+        };
         let app = &self.apps[a];
         let slot = &app.slots[s];
 
-        // The slot's own socket of each port (bound now for a new slot).
-        let member = Member::new(&app.plan.name, slot.id);
+        // The socket of each port (bound now for a new slot or lane).
+        let member = Member::lane(&app.plan.name, slot.id, lane);
         let mut fds: Vec<OwnedFd> = Vec::with_capacity(app.ports.len());
         for addr in &app.ports {
             let fd = self
@@ -375,40 +394,73 @@ impl Supervisor {
     pub(super) fn sync_live_sockets(&mut self) {
         use super::slot::Phase;
         let mut live: std::collections::HashMap<ListenAddr, Vec<Member>> = Default::default();
-        // A socket is kept while a process holds it (a successor included) or its slot
-        // is to have one.
+        // A socket is kept while a process holds it (a successor, a draining instance)
+        // or its slot is to have one.
         let mut kept: std::collections::HashSet<Member> =
             self.runs.values().map(|io| io.member.clone()).collect();
         for app in &self.apps {
             for slot in &app.slots {
-                let m = Member::new(&app.plan.name, slot.id);
                 if !matches!(slot.phase, Phase::Errored { .. }) {
-                    kept.insert(m.clone());
+                    kept.insert(Member::lane(&app.plan.name, slot.id, slot.lane));
                 }
-                if !slot.surplus && matches!(slot.phase, Phase::Online { .. }) {
+                let online = match &slot.phase {
+                    Phase::Online { run, .. } if !slot.surplus => self.runs.get(&run.serial),
+                    _ => None,
+                };
+                if let Some(io) = online {
                     for addr in &app.ports {
-                        live.entry(*addr).or_default().push(m.clone());
+                        live.entry(*addr).or_default().push(io.member.clone());
                     }
                 }
             }
         }
         let addresses: Vec<ListenAddr> = self.apps.iter().flat_map(|a| a.ports.clone()).collect();
         for addr in addresses {
-            for m in self.listeners.members(&addr) {
-                if !kept.contains(&m) {
-                    self.listeners.release(&addr, &m);
-                }
-            }
             let members = live.remove(&addr).unwrap_or_default();
-            if let Err(e) = self.listeners.set_live(&addr, &members) {
-                if !self.live_error_said {
-                    self.live_error_said = true;
-                    self.logs.say(&format!(
-                        "cannot steer connections on port {addr} to ready instances ({e}); the kernel spreads them over every instance"
-                    ));
-                }
+            let gone: Vec<Member> = self
+                .listeners
+                .members(&addr)
+                .into_iter()
+                .filter(|m| !kept.contains(m))
+                .collect();
+            // The program is pointed away from the sockets to close before they close
+            // (a closing socket's index is taken by another), then set for the new order.
+            if !gone.is_empty() {
+                self.steer(&addr, &members);
+            }
+            for m in &gone {
+                self.listeners.release(&addr, m);
+            }
+            self.steer(&addr, &members);
+        }
+    }
+
+    fn steer(&mut self, addr: &ListenAddr, live: &[Member]) {
+        if let Err(e) = self.listeners.set_live(addr, live) {
+            if !self.live_error_said {
+                self.live_error_said = true;
+                self.logs.say(&format!(
+                    "cannot steer connections on port {addr} to ready instances ({e}); the kernel spreads them over every instance, and replaced instances are stopped without draining"
+                ));
             }
         }
+    }
+
+    /// Whether app `a`'s replaced instances can be drained: its sockets are hotrun's and
+    /// the kernel is told which of them to pick.
+    pub(super) fn can_drain(&self, a: usize) -> bool {
+        !self.apps[a].ports.is_empty() && !self.live_error_said
+    }
+
+    /// Whether no connection waits in the accept queues of run `serial`'s sockets.
+    pub(super) fn queue_empty(&self, serial: u64) -> bool {
+        let Some(io) = self.runs.get(&serial) else {
+            return true;
+        };
+        self.apps[io.app].ports.iter().all(|addr| {
+            // A socket that cannot be asked counts as empty: draining must not hang.
+            self.listeners.queued(addr, &io.member).map_or(true, |n| n == 0)
+        })
     }
 
     /// The run is gone for good: drop its I/O and tell the guard.

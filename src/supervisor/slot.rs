@@ -70,6 +70,16 @@ pub enum Phase {
     Starting { run: Run, deadline: Option<Instant> },
     /// Running and ready.
     Online { run: Run, ready_by: ReadyBy },
+    /// Replaced: its socket gets no new connection; once its accept queue is empty (seen
+    /// at a check, every `check_at`), it is asked to stop at `signal_at`, after
+    /// `drain_delay`, so the connections it accepted last have sent their request; at
+    /// `give_up_at` (`kill_timeout`) it is asked to stop anyway.
+    Draining {
+        run: Run,
+        check_at: Instant,
+        signal_at: Option<Instant>,
+        give_up_at: Instant,
+    },
     /// Asked to stop; SIGKILL to its group at `kill_at`. The slot is stopped once the
     /// leader has exited and its group is empty; once the leader is gone (or killed) the
     /// group is checked again at `poll_at`.
@@ -99,6 +109,10 @@ pub enum Input {
     Exited(Exit),
     /// Stop gracefully (hotrun is stopping).
     Stop,
+    /// Stop after draining: its socket is out of the kernel's choice already.
+    Drain,
+    /// The event loop saw the draining instance's accept queue empty.
+    QueueEmpty,
     /// Time passed; `group_alive` says whether the slot's process group still has members.
     Tick { group_alive: bool },
 }
@@ -131,6 +145,8 @@ pub struct Settings {
     pub listen_timeout: Duration,
     pub kill_timeout: Duration,
     pub kill_signal: Signal,
+    /// How long a drained instance keeps serving before `kill_signal` (`drain_delay`).
+    pub drain_delay: Duration,
 }
 
 impl Settings {
@@ -144,12 +160,21 @@ impl Settings {
 /// `kill_retry_time`).
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often a draining instance's accept queue is looked at.
+pub const QUEUE_POLL: Duration = Duration::from_millis(5);
+
 impl Phase {
     /// The instant at which `step` wants a `Tick`, if any.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
             Phase::Pending { at } => Some(*at),
             Phase::Starting { deadline, .. } => *deadline,
+            Phase::Draining {
+                check_at,
+                signal_at,
+                give_up_at,
+                ..
+            } => Some(signal_at.unwrap_or(*check_at).min(*give_up_at)),
             Phase::Stopping {
                 kill_at,
                 killed,
@@ -169,6 +194,7 @@ impl Phase {
         match self {
             Phase::Starting { run, .. }
             | Phase::Online { run, .. }
+            | Phase::Draining { run, .. }
             | Phase::Stopping { run, .. } => Some(run),
             _ => None,
         }
@@ -184,6 +210,7 @@ impl Phase {
         match self {
             Phase::Pending { .. } | Phase::Starting { .. } => "starting",
             Phase::Online { .. } => "online",
+            Phase::Draining { .. } => "draining",
             Phase::Stopping { .. } => "stopping",
             Phase::Errored { .. } => "errored",
             Phase::Stopped { .. } => "stopped",
@@ -220,7 +247,7 @@ pub fn step(
         (Pending { .. }, Input::SpawnFailed) => {
             after_exit(Exit::Code(127), Duration::ZERO, now, settings, history)
         }
-        (Pending { .. }, Input::Stop) => (Stopped { exit: None }, vec![]),
+        (Pending { .. }, Input::Stop | Input::Drain) => (Stopped { exit: None }, vec![]),
 
         (Starting { run, .. }, Input::Ready(by)) if by.counts(settings) => {
             (Online { run, ready_by: by }, vec![])
@@ -274,15 +301,72 @@ pub fn step(
             actions.insert(0, Kill);
             (next, actions)
         }
-        (Starting { run, .. } | Online { run, .. }, Input::Stop) => (
+        (Starting { run, .. } | Online { run, .. } | Draining { run, .. }, Input::Stop) => {
+            ask_to_stop(run, now, settings, vec![])
+        }
+        (Starting { run, .. } | Online { run, .. }, Input::Drain) => (
+            Draining {
+                run,
+                check_at: now,
+                signal_at: None,
+                give_up_at: now + settings.kill_timeout,
+            },
+            vec![],
+        ),
+        (
+            Draining {
+                run,
+                check_at,
+                signal_at: None,
+                give_up_at,
+            },
+            Input::QueueEmpty,
+        ) => (
+            Draining {
+                run,
+                check_at,
+                signal_at: Some(now + settings.drain_delay),
+                give_up_at,
+            },
+            vec![],
+        ),
+        (Draining { run, signal_at: Some(at), .. }, Input::Tick { .. }) if now >= at => {
+            ask_to_stop(run, now, settings, vec![])
+        }
+        (Draining { run, give_up_at, .. }, Input::Tick { .. }) if now >= give_up_at => {
+            let msg = format!(
+                "still had connections waiting to be accepted {} ms (kill_timeout) after it was replaced; asking it to stop anyway",
+                settings.kill_timeout.as_millis()
+            );
+            ask_to_stop(run, now, settings, vec![Say(msg)])
+        }
+        (
+            Draining {
+                run,
+                signal_at: None,
+                give_up_at,
+                ..
+            },
+            Input::Tick { .. },
+        ) => (
+            Draining {
+                run,
+                check_at: now + QUEUE_POLL,
+                signal_at: None,
+                give_up_at,
+            },
+            vec![],
+        ),
+        // It went by itself while draining: what it left in its group goes with it.
+        (Draining { run, .. }, Input::Exited(exit)) => (
             Stopping {
                 run,
                 kill_at: now + settings.kill_timeout,
                 killed: false,
-                exit: None,
-                poll_at: None,
+                exit: Some(exit),
+                poll_at: Some(now),
             },
-            vec![AskToStop],
+            vec![Kill],
         ),
 
         // The leader is gone: check its group at once.
@@ -358,6 +442,26 @@ pub fn step(
     }
 }
 
+/// `kill_signal` now, SIGKILL at `kill_timeout`; `actions` go after the ask.
+fn ask_to_stop(
+    run: Run,
+    now: Instant,
+    settings: &Settings,
+    mut actions: Vec<Action>,
+) -> (Phase, Vec<Action>) {
+    actions.insert(0, Action::AskToStop);
+    (
+        Phase::Stopping {
+            run,
+            kill_at: now + settings.kill_timeout,
+            killed: false,
+            exit: None,
+            poll_at: None,
+        },
+        actions,
+    )
+}
+
 fn after_exit(
     exit: Exit,
     uptime: Duration,
@@ -417,6 +521,7 @@ mod tests {
             listen_timeout: ms(3000),
             kill_timeout: ms(1600),
             kill_signal: Signal::SIGINT,
+            drain_delay: ms(100),
         }
     }
 
@@ -603,6 +708,163 @@ mod tests {
                     Action::Kill,
                     Action::Say("exit code 1 after 5000 ms; restarting".into()),
                 ],
+            },
+            Case {
+                name: "drain takes an online instance out, nothing sent yet",
+                wait_ready: false,
+                phase: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Uptime,
+                },
+                input: |_, _| Input::Drain,
+                at: 10,
+                want: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0 + ms(10),
+                    signal_at: None,
+                    give_up_at: t0 + ms(1610),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "draining: a queue still full is looked at again soon",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 20,
+                want: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0 + ms(20) + QUEUE_POLL,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "draining: an empty queue arms drain_delay",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::QueueEmpty,
+                at: 30,
+                want: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: Some(t0 + ms(130)),
+                    give_up_at: t0 + ms(1600),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "draining: before drain_delay nothing is sent",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: Some(t0 + ms(130)),
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 129,
+                want: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: Some(t0 + ms(130)),
+                    give_up_at: t0 + ms(1600),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "draining: after drain_delay it is asked to stop, kill_timeout armed",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: Some(t0 + ms(130)),
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 130,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1730),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                actions: vec![Action::AskToStop],
+            },
+            Case {
+                name: "draining: a queue that never empties gives up at kill_timeout",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0 + ms(1595),
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Tick { group_alive: true },
+                at: 1600,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(3200),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                actions: vec![
+                    Action::AskToStop,
+                    Action::Say("still had connections waiting to be accepted 1600 ms (kill_timeout) after it was replaced; asking it to stop anyway".into()),
+                ],
+            },
+            Case {
+                name: "draining: an exit kills what it left and waits for the group",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Exited(Exit::Code(0)),
+                at: 40,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1640),
+                    killed: false,
+                    exit: Some(Exit::Code(0)),
+                    poll_at: Some(t0 + ms(40)),
+                },
+                actions: vec![Action::Kill],
+            },
+            Case {
+                name: "draining: hotrun stopping asks it to stop at once",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    check_at: t0,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Stop,
+                at: 50,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1650),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                actions: vec![Action::AskToStop],
             },
             Case {
                 name: "stop asks the group to stop and arms kill_timeout",

@@ -23,6 +23,7 @@ pub fn app() -> AppPlan {
         wait_ready: false,
         listen_timeout: Duration::from_millis(3000),
         kill_timeout: Duration::from_millis(1600),
+        drain_delay: Duration::from_millis(100),
         kill_signal: nix::sys::signal::Signal::SIGINT,
         shutdown_with_message: false,
         max_memory_restart: None,
