@@ -159,3 +159,24 @@ fn runtime_files_are_private() {
     assert_eq!(mode(&folder.join("control.sock")), 0o600);
     assert_eq!(mode(&folder.join("preload.js")), 0o600);
 }
+
+#[test]
+fn a_log_folder_that_does_not_exist_is_made_private_and_gets_every_line() {
+    // PM2 creates the folder of `out_file`; so does hotrun (0750: the user and group).
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: '{}', out_file: './logs/app/out.log' }}] }};\n",
+        app("ticker.js")
+    ));
+    let out_file = dir.path().join("logs/app/out.log");
+    assert!(!dir.path().join("logs").exists());
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for("tick 3");
+    wait_until("the log file has tick 3", || {
+        std::fs::read_to_string(&out_file).is_ok_and(|t| t.contains("tick 3"))
+    });
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(text.contains("tick 1") && text.contains("tick 2"), "{text}");
+    assert_eq!(mode(&dir.path().join("logs")), 0o750);
+    assert_eq!(mode(&dir.path().join("logs/app")), 0o750);
+    assert!(!h.output().contains("cannot open"), "{}", h.output());
+}
