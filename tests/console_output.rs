@@ -78,17 +78,27 @@ fn a_console_nobody_reads_never_stalls_the_runner() {
 
     // Every line reaches the log files although the console is stuck.
     let logs = [dir.path().join("chat-0.log"), dir.path().join("chat-1.log")];
-    wait_until("both flooding instances wrote all their lines to their log files", || {
-        logs.iter().all(|p| ends_with(p, "flood done\n"))
-    });
+    wait_until(
+        "both flooding instances wrote all their lines to their log files",
+        || logs.iter().all(|p| ends_with(p, "flood done\n")),
+    );
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();
-        assert_eq!(text.lines().count(), 100_001, "{} lost lines", log.display());
+        assert_eq!(
+            text.lines().count(),
+            100_001,
+            "{} lost lines",
+            log.display()
+        );
     }
 
     // The control socket answers.
     let out = command(dir.path(), &["status", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let before = pids(&status, "web");
 
@@ -119,14 +129,22 @@ fn a_console_nobody_reads_never_stalls_the_runner() {
 
     // A reload runs to its end.
     let out = command(dir.path(), &["reload", "web"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Once the console is read again, hotrun says what it dropped.
     let (tx, rx) = mpsc::channel::<String>();
     thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];
         while let Ok(n) = console.read(&mut buf) {
-            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
                 break;
             }
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::http::{free_port, get, Load};
+use common::node_load::{Clients, NodeLoad};
 use common::*;
 
 /// The seed's ecosystem file, verbatim but for the port, with a seed-style app as its
@@ -154,6 +155,60 @@ fn a_broken_new_version_fails_the_reload_and_the_old_instances_keep_serving() {
     assert_eq!(stats.failed, 0, "failures: {:?}", stats.errors);
     let new = pids(&status(dir.path()), "web");
     assert!(new.iter().all(|p| !old.contains(p)));
+}
+
+#[test]
+fn a_new_version_that_dies_after_taking_its_slot_fails_the_reload_and_the_old_ones_serve_on() {
+    // PM2's most asked-for fix (#3429, #2628): a version that says ready and exits 30 ms
+    // later, reloaded with the default min_ready (0) under 16 concurrent clients.
+    let port = free_port();
+    let dir = http_dir(port, "instances: 3");
+    let _h = Hotrun::start(dir.path(), &[]);
+    let old = pids(&wait_online(dir.path()), "web");
+    let load = NodeLoad::start(port, Clients::new(16));
+    std::fs::write(dir.path().join("mode.txt"), "dies_after_ready").unwrap();
+    let out = reload(dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("web|0 reload failed: the new instance exited (exit code 3) after it had taken its slot"),
+        "{err}"
+    );
+    assert!(
+        err.contains("new version crashed after ready"),
+        "its stderr: {err}"
+    );
+    let during = load.finish();
+    eprintln!("load during the failed reload: {during:?}");
+    assert_eq!(during.hung, 0, "{during:?}");
+    // What the dying instance held when it exited is its own loss (each of the 16 clients
+    // has one request in flight, and may reach its socket once more before hotrun takes
+    // it out of the kernel's choice); nothing else fails.
+    assert!(during.failed <= 32, "{during:?}");
+
+    // Afterwards the old instances serve on: the same pids, online, never restarted,
+    // answering 16 concurrent clients for 3 s without a failure.
+    let after = NodeLoad::start(port, Clients::new(16));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        let st = status(dir.path());
+        assert_eq!(pids(&st, "web"), old, "{st}");
+        for inst in app_status(&st, "web")["instances"].as_array().unwrap() {
+            assert_eq!(inst["state"], "online", "{st}");
+            assert_eq!(inst["restarts"], 0, "{st}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let after = after.finish();
+    assert_eq!((after.failed, after.hung), (0, 0), "{after:?}");
+    assert!(after.ok > 300, "{after:?}");
+    let served: std::collections::BTreeSet<i64> =
+        after.pids.keys().map(|p| p.parse().unwrap()).collect();
+    assert_eq!(served, old.iter().copied().collect(), "{after:?}");
+    assert_eq!(
+        app_status(&status(dir.path()), "web")["last_reload"]["result"],
+        "failed"
+    );
 }
 
 #[test]

@@ -58,7 +58,11 @@ fn rounds(port: u16, n: usize, ms: u64) -> Report {
         assert!(
             r.failed == 0 && r.hung == 0,
             "round {round} ({}): {} failed, {} hung of {}: {:?} {:?}",
-            if c.keep_alive { "keep-alive" } else { "new connection" },
+            if c.keep_alive {
+                "keep-alive"
+            } else {
+                "new connection"
+            },
             r.failed,
             r.hung,
             r.requests,
@@ -112,10 +116,18 @@ fn new_connections_spread_evenly_over_three_instances() {
     assert!(r.failed == 0 && r.hung == 0, "{r:?}");
     assert!(r.ok > 300, "too few answers to judge the spread: {r:?}");
     for pid in &pids {
-        assert!(r.pids.contains_key(&pid.to_string()), "instance {pid} got nothing: {r:?}");
+        assert!(
+            r.pids.contains_key(&pid.to_string()),
+            "instance {pid} got nothing: {r:?}"
+        );
     }
     // An even spread is 33%; one shared socket gave 54% and more to one Node instance.
-    assert!(r.busiest_share() <= 40.0, "busiest instance {:.1}%: {:?}", r.busiest_share(), r.pids);
+    assert!(
+        r.busiest_share() <= 40.0,
+        "busiest instance {:.1}%: {:?}",
+        r.busiest_share(),
+        r.pids
+    );
 }
 
 /// `reloads` reloads while `clients` run against 3 CPU-bound instances that stop as `stop`
@@ -247,7 +259,10 @@ fn connections_queued_for_an_instance_that_crashes_are_served_by_its_replacement
         queued(before[1] as i32, port) == 0
     });
     let waiting = queued(before[0] as i32, port);
-    assert!(waiting > 0, "no connection went to the frozen instance's slot");
+    assert!(
+        waiting > 0,
+        "no connection went to the frozen instance's slot"
+    );
     nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
 
     let mut by_pid = std::collections::BTreeMap::<String, usize>::new();
@@ -287,14 +302,22 @@ fn a_python_app_on_listen_fds_reloads_ten_times_under_16_clients_failing_nothing
     // Its sockets stay blocking, as systemd passes them: no Node instance shares them.
     for pid in &first {
         for (fd, flags) in listening_fds(*pid as i32, port) {
-            assert_eq!(flags & O_NONBLOCK, 0, "python {pid}: fd {fd} was made non-blocking");
+            assert_eq!(
+                flags & O_NONBLOCK,
+                0,
+                "python {pid}: fd {fd} was made non-blocking"
+            );
         }
     }
     for clients in [Clients::new(16), Clients::new(16).keep_alive()] {
         let load = NodeLoad::start(port, clients);
         for n in 0..5 {
             let out = hotrun_cmd(dir.path(), &["reload"]);
-            assert!(out.status.success(), "reload {n}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "reload {n}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let r = load.finish();
         assert!(
@@ -334,14 +357,19 @@ fn an_errored_app_refuses_connections_and_takes_its_port_again_when_fixed() {
     });
     // Refused at once, not queued for nobody.
     let started = std::time::Instant::now();
-    let err = TcpStream::connect(("127.0.0.1", port)).expect_err("the port of an errored app refuses");
+    let err =
+        TcpStream::connect(("127.0.0.1", port)).expect_err("the port of an errored app refuses");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
 
     // Fixed and reloaded: the port is taken again and served.
     std::fs::copy(app("cpu.js"), dir.path().join("server.js")).unwrap();
     let out = hotrun_cmd(dir.path(), &["reload", "web"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_online(dir.path());
     let r = run_for(port, Clients::new(16), 1000);
     assert!(r.ok > 0 && r.failed == 0 && r.hung == 0, "{r:?}");

@@ -255,5 +255,8 @@ fn a_stop_signal_delivered_twice_at_once_still_stops_gracefully() {
     assert_eq!(status.code(), Some(0), "{}", h.output());
     let out = h.output();
     assert!(!out.contains("killing every instance"), "{out}");
-    assert!(out.contains("graceful shutdown"), "the instance stopped gracefully: {out}");
+    assert!(
+        out.contains("graceful shutdown"),
+        "the instance stopped gracefully: {out}"
+    );
 }

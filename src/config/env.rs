@@ -37,13 +37,25 @@ pub fn env_string(v: &Value) -> (String, bool) {
 /// NUL-terminated `NAME=value` strings.
 pub fn unpassable(name: &str, value: &str) -> Option<(Target, &'static str)> {
     if name.is_empty() {
-        Some((Target::Key, "an empty variable name cannot be passed to a process"))
+        Some((
+            Target::Key,
+            "an empty variable name cannot be passed to a process",
+        ))
     } else if name.contains('=') {
-        Some((Target::Key, "a variable name cannot contain '=' (the environment is NAME=value)"))
+        Some((
+            Target::Key,
+            "a variable name cannot contain '=' (the environment is NAME=value)",
+        ))
     } else if name.contains('\0') {
-        Some((Target::Key, "a variable name cannot contain a NUL character"))
+        Some((
+            Target::Key,
+            "a variable name cannot contain a NUL character",
+        ))
     } else if value.contains('\0') {
-        Some((Target::Value, "a value cannot contain a NUL character (a process receives NUL-terminated text)"))
+        Some((
+            Target::Value,
+            "a value cannot contain a NUL character (a process receives NUL-terminated text)",
+        ))
     } else {
         None
     }
@@ -62,7 +74,11 @@ pub fn merge(
             let (s, structured) = env_string(v);
             let mut p = layer.path.clone();
             p.push(Seg::Key(k.clone()));
-            let shown = if k.is_empty() { "\"\"".to_string() } else { k.escape_debug().to_string() };
+            let shown = if k.is_empty() {
+                "\"\"".to_string()
+            } else {
+                k.escape_debug().to_string()
+            };
             let subject = match layer.path.last() {
                 Some(Seg::Key(parent)) => format!("{parent}.{shown}"),
                 _ => shown,

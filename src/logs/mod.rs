@@ -270,9 +270,15 @@ impl LogSink {
         });
         if entry.file.is_none() {
             // A folder that does not exist yet is made (0750), as PM2 does.
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            if let Some(dir) = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+            {
                 use std::os::unix::fs::DirBuilderExt;
-                let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir);
+                let _ = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o750)
+                    .create(dir);
             }
             match OpenOptions::new()
                 .create(true)

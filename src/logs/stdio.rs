@@ -75,8 +75,7 @@ impl Console {
     pub fn start() -> Console {
         QUEUES.get_or_init(|| {
             let out = Queue::spawn(Fd::Out, QUEUE_BYTES);
-            let err = if same_file(std::io::stdout().as_raw_fd(), std::io::stderr().as_raw_fd())
-            {
+            let err = if same_file(std::io::stdout().as_raw_fd(), std::io::stderr().as_raw_fd()) {
                 out.clone()
             } else {
                 Queue::spawn(Fd::Err, QUEUE_BYTES)
@@ -315,7 +314,10 @@ mod tests {
             queue.push(format!("line {i:04}\n").as_bytes());
         }
         let kept = queue.lock().lines.len();
-        assert!(kept <= 10, "the queue holds at most its capacity ({kept} lines)");
+        assert!(
+            kept <= 10,
+            "the queue holds at most its capacity ({kept} lines)"
+        );
         assert!(queue.lock().dropped > 900);
         // The reader catches up: every kept line whole and in order, then the notice.
         *gate.0.lock().unwrap() = true;
@@ -329,7 +331,10 @@ mod tests {
             || *l == "first"
             || *l == "after"
             || l.contains("console lines dropped")));
-        let notice = lines.iter().find(|l| l.contains("dropped")).expect("a notice");
+        let notice = lines
+            .iter()
+            .find(|l| l.contains("dropped"))
+            .expect("a notice");
         let n: u64 = notice
             .trim_start_matches("hotrun: ")
             .split(' ')
@@ -337,7 +342,11 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(n as usize + lines.len() - 1, 1002, "every line is written or counted");
+        assert_eq!(
+            n as usize + lines.len() - 1,
+            1002,
+            "every line is written or counted"
+        );
         drop(writer);
     }
 

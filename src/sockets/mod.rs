@@ -93,7 +93,10 @@ impl Listeners {
 
     /// The members of `addr`'s group.
     pub fn members(&self, addr: &ListenAddr) -> Vec<Member> {
-        self.groups.get(addr).map(Group::members).unwrap_or_default()
+        self.groups
+            .get(addr)
+            .map(Group::members)
+            .unwrap_or_default()
     }
 
     /// How many connections wait in `member`'s accept queue of `addr` (0 when it has no
@@ -134,14 +137,17 @@ fn bind_with(addr: ListenAddr, reuse_port: bool) -> io::Result<OwnedFd> {
     match addr.host {
         Some(ip) => one(SocketAddr::new(ip, addr.port), false),
         // All addresses: one dual-stack IPv6 socket, or IPv4 only where IPv6 is off.
-        None => one(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port), true).or_else(
-            |e| match e.raw_os_error() {
-                Some(errno) if is_no_ipv6(errno) => {
-                    one(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port), false)
-                }
-                _ => Err(e),
-            },
-        ),
+        None => one(
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port),
+            true,
+        )
+        .or_else(|e| match e.raw_os_error() {
+            Some(errno) if is_no_ipv6(errno) => one(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port),
+                false,
+            ),
+            _ => Err(e),
+        }),
     }
 }
 
@@ -260,7 +266,11 @@ mod tests {
         let sockets: Vec<std::net::TcpListener> = members
             .iter()
             .map(|m| {
-                let fd = listeners.get_or_bind(addr, m).unwrap().try_clone_to_owned().unwrap();
+                let fd = listeners
+                    .get_or_bind(addr, m)
+                    .unwrap()
+                    .try_clone_to_owned()
+                    .unwrap();
                 let l = std::net::TcpListener::from(fd);
                 l.set_nonblocking(true).unwrap();
                 l
@@ -271,7 +281,9 @@ mod tests {
         assert_eq!(all.iter().sum::<usize>(), 300, "{all:?}");
         assert!(all.iter().all(|&n| n >= 50), "an even spread: {all:?}");
         // Slot 1 is out (restarting): it gets nothing new.
-        listeners.set_live(&addr, &[members[0].clone(), members[2].clone()]).unwrap();
+        listeners
+            .set_live(&addr, &[members[0].clone(), members[2].clone()])
+            .unwrap();
         let two = spread(port, &sockets, 300);
         assert_eq!(two[1], 0, "{two:?}");
         assert!(two[0] >= 100 && two[2] >= 100, "{two:?}");
@@ -286,7 +298,11 @@ mod tests {
         let mut listeners = Listeners::default();
         let (a, b) = (Member::new("web", 0), Member::lane("web", 0, 1));
         let sa = std::net::TcpListener::from(
-            listeners.get_or_bind(addr, &a).unwrap().try_clone_to_owned().unwrap(),
+            listeners
+                .get_or_bind(addr, &a)
+                .unwrap()
+                .try_clone_to_owned()
+                .unwrap(),
         );
         listeners.get_or_bind(addr, &b).unwrap();
         // Only `a` is picked: its queue holds every connection, `b`'s none.

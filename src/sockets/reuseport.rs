@@ -121,7 +121,12 @@ pub fn program(indices: &[u32]) -> Vec<libc::sock_filter> {
     ];
     // if A == j return indices[j]
     for (j, &index) in rest.iter().enumerate() {
-        prog.push(op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, j as u32));
+        prog.push(op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            j as u32,
+        ));
         prog.push(op(libc::BPF_RET | libc::BPF_K, 0, 0, index));
     }
     prog.push(op(libc::BPF_RET | libc::BPF_K, 0, 0, last));
@@ -317,7 +322,11 @@ mod tests {
                 seen[run(&prog, r) as usize] += 1;
             }
             for (i, n) in seen.iter().enumerate() {
-                let want = if indices.contains(&(i as u32)) { 100 } else { 0 };
+                let want = if indices.contains(&(i as u32)) {
+                    100
+                } else {
+                    0
+                };
                 assert_eq!(*n, want, "index {i} of {indices:?}");
             }
         }

@@ -82,7 +82,14 @@ impl Supervisor {
                 let label = self.label(a, s);
                 let said = final_exit.map_or("gone".to_string(), |e| e.to_string());
                 let fields = serde_json::json!({"pid": run.pid, "exit": said});
-                let message = format!("{label} old instance (pid {}) stopped: {said}", run.pid);
+                // A successor that never kept its slot is newer than the slot's instance.
+                let current = self.apps[a].slots[s].phase.run().map(|r| r.serial);
+                let which = match current {
+                    Some(c) if run.serial > c => "new instance",
+                    Some(_) => "old instance",
+                    None => "instance",
+                };
+                let message = format!("{label} {which} (pid {}) stopped: {said}", run.pid);
                 self.emit(Some(a), Some(id), "stopped", fields, message);
                 self.forget(run);
             }
@@ -188,6 +195,9 @@ impl Supervisor {
                 continue;
             };
             match self.locate(serial) {
+                Some((a, s, Role::Current)) if self.took_slot_in_reload(a, s) => {
+                    self.promoted_exited(a, s, exit, now)
+                }
                 Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
                 Some((a, s, Role::Successor)) => {
                     self.rollout_input(a, rollout::Input::Exited { slot: s, exit }, now)

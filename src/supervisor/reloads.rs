@@ -9,6 +9,7 @@ use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
 use super::{LastReload, Supervisor};
 use crate::control::protocol::Response;
 use crate::process::group;
+use crate::process::reaper::Exit;
 use nix::sys::signal::Signal;
 
 impl Supervisor {
@@ -153,7 +154,11 @@ impl Supervisor {
             .map_or((1, 1), |r| (r.promoted, r.total));
         let id = self.apps[a].slots[s].id;
         let old_pid = old.run().map(|r| r.pid);
-        let verb = if self.can_drain(a) { "draining" } else { "stopping" };
+        let verb = if self.can_drain(a) {
+            "draining"
+        } else {
+            "stopping"
+        };
         let stopping = old_pid.map_or(String::new(), |p| format!("; {verb} old pid {p}"));
         let message = format!(
             "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms{stopping}",
@@ -184,6 +189,53 @@ impl Supervisor {
             }
             None => self.rollout_input(a, Input::OldGone { slot: s }, now),
         }
+    }
+
+    /// Whether slot `s`'s instance took the slot in the reload in flight (its old one is
+    /// still on its way out).
+    pub(super) fn took_slot_in_reload(&self, a: usize, s: usize) -> bool {
+        self.apps[a].rollout.as_ref().is_some_and(|r| r.draining(s))
+    }
+
+    /// The successor that took slot `s` exited before the reload was done. The reload
+    /// fails (no further slot is traded for the new version). If the old instance has not
+    /// been asked to stop yet, it serves again and the dead successor's leftovers are
+    /// killed; otherwise the slot restarts as after any exit.
+    pub(super) fn promoted_exited(&mut self, a: usize, s: usize, exit: Exit, now: Instant) {
+        let label = self.label(a, s);
+        let slot = &mut self.apps[a].slots[s];
+        let waiting = slot.retiring.iter().position(|p| {
+            matches!(
+                p,
+                Phase::Draining {
+                    ready_by: Some(_),
+                    ..
+                }
+            )
+        });
+        let (Some(i), Some(new_run)) = (waiting, slot.phase.run().copied()) else {
+            // Reported first, while the dead run's output is still at hand.
+            self.rollout_input(a, Input::Exited { slot: s, exit }, now);
+            return self.apply(a, s, SlotInput::Exited(exit), now);
+        };
+        let old = slot.retiring.remove(i);
+        let mut scratch = Default::default();
+        let app = &mut self.apps[a];
+        let (back, _) = super::slot::step(old, SlotInput::Resume, now, &app.settings, &mut scratch);
+        let old_run = back.run().copied().expect("a draining phase has a run");
+        let slot = &mut app.slots[s];
+        slot.phase = back;
+        if let Some(io) = self.runs.get(&old_run.serial) {
+            slot.lane = io.lane();
+        }
+        let up = now.saturating_duration_since(new_run.started).as_millis();
+        self.logs.say(&format!(
+            "{label} new pid {} exited ({exit}) {up} ms after it took the slot; old pid {} (not asked to stop yet) serves again",
+            new_run.pid, old_run.pid
+        ));
+        self.kill_successor(a, new_run, now);
+        self.sync_live_sockets();
+        self.rollout_input(a, Input::Exited { slot: s, exit }, now);
     }
 
     /// A retiring instance of slot `s` is gone; the rollout goes on once none is left.
@@ -297,12 +349,13 @@ impl Supervisor {
         }
     }
 
-    /// The last stderr lines of slot `s`'s successor that just failed (the newest run in
-    /// its `retiring`).
+    /// The last stderr lines of slot `s`'s successor that just failed: the newest run of
+    /// the slot (in its `retiring`, or in the slot itself when it took the slot).
     fn failed_successor_tail(&self, a: usize, s: usize) -> Vec<String> {
-        self.apps[a].slots[s]
-            .retiring
+        let slot = &self.apps[a].slots[s];
+        slot.retiring
             .iter()
+            .chain(std::iter::once(&slot.phase))
             .filter_map(|p| p.run())
             .max_by_key(|r| r.serial)
             .and_then(|r| self.runs.get(&r.serial))

@@ -9,7 +9,8 @@
 //! `2 * max_surge` old instances are still stopping; the rollout is done once every old
 //! instance is gone. A successor that
 //! exits or is not ready within `listen_timeout` is stopped and the reload ends as failed,
-//! its surging siblings stopped too: the old instances keep serving.
+//! its surging siblings stopped too: the old instances keep serving. So does one that
+//! exits after it took its slot, before the rollout is done: no further slot is replaced.
 
 use std::time::{Duration, Instant};
 
@@ -258,7 +259,11 @@ impl Rollout {
     fn fill(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
         loop {
-            let stopping = self.lanes.iter().filter(|l| l.step == Step::Draining).count();
+            let stopping = self
+                .lanes
+                .iter()
+                .filter(|l| l.step == Step::Draining)
+                .count();
             let starting = self.lanes.len() - stopping;
             if self.rest.is_empty() || starting >= self.surge || stopping > 2 * self.surge {
                 return actions;
@@ -361,7 +366,16 @@ pub fn step(
                     );
                     fail(r, slot, Some(Action::KillSuccessor { run }), reason)
                 }
-                _ => (Some(r), vec![]),
+                // It took the slot and died before the reload was done: no more slots are
+                // traded for the new version (the loop gives the slot its old instance
+                // back if that one was not asked to stop yet).
+                Step::Draining => {
+                    let reason = format!(
+                        "the new instance exited ({exit}) after it had taken its slot, before the reload was done"
+                    );
+                    fail(r, slot, None, reason)
+                }
+                Step::Spawn => (Some(r), vec![]),
             }
         }
         Input::Tick => {
@@ -758,6 +772,62 @@ mod tests {
             actions.last(),
             Some(Action::Failed { slot: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_more() {
+        let t0 = Instant::now();
+        let (r, _) = Rollout::begin(Trigger::Command, (0..3).collect(), 1, t0);
+        let inputs = vec![
+            (
+                0,
+                Input::Spawned {
+                    slot: 0,
+                    run: run(t0, 10),
+                },
+            ),
+            (
+                0,
+                Input::Ready {
+                    slot: 0,
+                    by: ReadyBy::Message,
+                },
+            ),
+            (
+                0,
+                Input::Spawned {
+                    slot: 1,
+                    run: run(t0, 11),
+                },
+            ),
+            // Slot 0's successor (it took the slot, its old instance drains) dies.
+            (
+                30,
+                Input::Exited {
+                    slot: 0,
+                    exit: Exit::Code(3),
+                },
+            ),
+        ];
+        let (actions, over) = drive(r, inputs, t0, SIGNAL);
+        assert!(over, "{actions:?}");
+        let after: Vec<&Action> = actions
+            .iter()
+            .skip_while(|a| !matches!(a, Action::StopSuccessor { .. }))
+            .collect();
+        assert_eq!(
+            after,
+            vec![
+                &Action::StopSuccessor { run: run(t0, 11) },
+                &Action::Failed {
+                    slot: 0,
+                    reason: "the new instance exited (exit code 3) after it had taken its slot, before the reload was done".into()
+                }
+            ]
+        );
+        assert!(!actions
+            .iter()
+            .any(|a| matches!(a, Action::Spawn { slot: 2 })));
     }
 
     #[test]

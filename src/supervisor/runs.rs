@@ -459,7 +459,9 @@ impl Supervisor {
         };
         self.apps[io.app].ports.iter().all(|addr| {
             // A socket that cannot be asked counts as empty: draining must not hang.
-            self.listeners.queued(addr, &io.member).map_or(true, |n| n == 0)
+            self.listeners
+                .queued(addr, &io.member)
+                .map_or(true, |n| n == 0)
         })
     }
 

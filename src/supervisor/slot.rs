@@ -76,6 +76,9 @@ pub enum Phase {
     /// `give_up_at` (`kill_timeout`) it is asked to stop anyway.
     Draining {
         run: Run,
+        /// How it had shown it was ready (`None`: replaced before it was), kept so that it
+        /// can serve again (`Resume`) if its successor dies before it is asked to stop.
+        ready_by: Option<ReadyBy>,
         check_at: Instant,
         signal_at: Option<Instant>,
         give_up_at: Instant,
@@ -113,6 +116,8 @@ pub enum Input {
     Drain,
     /// The event loop saw the draining instance's accept queue empty.
     QueueEmpty,
+    /// Serve again: the successor that replaced it died before it was asked to stop.
+    Resume,
     /// Time passed; `group_alive` says whether the slot's process group still has members.
     Tick { group_alive: bool },
 }
@@ -304,9 +309,20 @@ pub fn step(
         (Starting { run, .. } | Online { run, .. } | Draining { run, .. }, Input::Stop) => {
             ask_to_stop(run, now, settings, vec![])
         }
-        (Starting { run, .. } | Online { run, .. }, Input::Drain) => (
+        (Starting { run, .. }, Input::Drain) => (
             Draining {
                 run,
+                ready_by: None,
+                check_at: now,
+                signal_at: None,
+                give_up_at: now + settings.kill_timeout,
+            },
+            vec![],
+        ),
+        (Online { run, ready_by }, Input::Drain) => (
+            Draining {
+                run,
+                ready_by: Some(ready_by),
                 check_at: now,
                 signal_at: None,
                 give_up_at: now + settings.kill_timeout,
@@ -316,6 +332,15 @@ pub fn step(
         (
             Draining {
                 run,
+                ready_by: Some(ready_by),
+                ..
+            },
+            Input::Resume,
+        ) => (Online { run, ready_by }, vec![]),
+        (
+            Draining {
+                run,
+                ready_by,
                 check_at,
                 signal_at: None,
                 give_up_at,
@@ -324,16 +349,27 @@ pub fn step(
         ) => (
             Draining {
                 run,
+                ready_by,
                 check_at,
                 signal_at: Some(now + settings.drain_delay),
                 give_up_at,
             },
             vec![],
         ),
-        (Draining { run, signal_at: Some(at), .. }, Input::Tick { .. }) if now >= at => {
-            ask_to_stop(run, now, settings, vec![])
-        }
-        (Draining { run, give_up_at, .. }, Input::Tick { .. }) if now >= give_up_at => {
+        (
+            Draining {
+                run,
+                signal_at: Some(at),
+                ..
+            },
+            Input::Tick { .. },
+        ) if now >= at => ask_to_stop(run, now, settings, vec![]),
+        (
+            Draining {
+                run, give_up_at, ..
+            },
+            Input::Tick { .. },
+        ) if now >= give_up_at => {
             let msg = format!(
                 "still had connections waiting to be accepted {} ms (kill_timeout) after it was replaced; asking it to stop anyway",
                 settings.kill_timeout.as_millis()
@@ -343,6 +379,7 @@ pub fn step(
         (
             Draining {
                 run,
+                ready_by,
                 signal_at: None,
                 give_up_at,
                 ..
@@ -351,6 +388,7 @@ pub fn step(
         ) => (
             Draining {
                 run,
+                ready_by,
                 check_at: now + QUEUE_POLL,
                 signal_at: None,
                 give_up_at,
@@ -720,6 +758,7 @@ mod tests {
                 at: 10,
                 want: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0 + ms(10),
                     signal_at: None,
                     give_up_at: t0 + ms(1610),
@@ -731,6 +770,7 @@ mod tests {
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: None,
                     give_up_at: t0 + ms(1600),
@@ -739,6 +779,7 @@ mod tests {
                 at: 20,
                 want: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0 + ms(20) + QUEUE_POLL,
                     signal_at: None,
                     give_up_at: t0 + ms(1600),
@@ -750,6 +791,7 @@ mod tests {
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: None,
                     give_up_at: t0 + ms(1600),
@@ -758,6 +800,7 @@ mod tests {
                 at: 30,
                 want: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: Some(t0 + ms(130)),
                     give_up_at: t0 + ms(1600),
@@ -769,6 +812,7 @@ mod tests {
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: Some(t0 + ms(130)),
                     give_up_at: t0 + ms(1600),
@@ -777,6 +821,7 @@ mod tests {
                 at: 129,
                 want: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: Some(t0 + ms(130)),
                     give_up_at: t0 + ms(1600),
@@ -788,6 +833,7 @@ mod tests {
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: Some(t0 + ms(130)),
                     give_up_at: t0 + ms(1600),
@@ -808,6 +854,7 @@ mod tests {
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0 + ms(1595),
                     signal_at: None,
                     give_up_at: t0 + ms(1600),
@@ -831,6 +878,7 @@ mod tests {
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: None,
                     give_up_at: t0 + ms(1600),
@@ -847,10 +895,71 @@ mod tests {
                 actions: vec![Action::Kill],
             },
             Case {
+                name: "draining: its successor died, it serves again as it was ready",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    ready_by: Some(ReadyBy::Message),
+                    check_at: t0,
+                    signal_at: Some(t0 + ms(130)),
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Resume,
+                at: 60,
+                want: |_, run| Phase::Online {
+                    run,
+                    ready_by: ReadyBy::Message,
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "draining: one replaced before it was ready does not serve again",
+                wait_ready: false,
+                phase: |t0, run| Phase::Draining {
+                    run,
+                    ready_by: None,
+                    check_at: t0,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                input: |_, _| Input::Resume,
+                at: 60,
+                want: |t0, run| Phase::Draining {
+                    run,
+                    ready_by: None,
+                    check_at: t0,
+                    signal_at: None,
+                    give_up_at: t0 + ms(1600),
+                },
+                actions: vec![],
+            },
+            Case {
+                name: "stopping: asked to stop already, it cannot serve again",
+                wait_ready: false,
+                phase: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                input: |_, _| Input::Resume,
+                at: 60,
+                want: |t0, run| Phase::Stopping {
+                    run,
+                    kill_at: t0 + ms(1600),
+                    killed: false,
+                    exit: None,
+                    poll_at: None,
+                },
+                actions: vec![],
+            },
+            Case {
                 name: "draining: hotrun stopping asks it to stop at once",
                 wait_ready: false,
                 phase: |t0, run| Phase::Draining {
                     run,
+                    ready_by: Some(ReadyBy::Uptime),
                     check_at: t0,
                     signal_at: None,
                     give_up_at: t0 + ms(1600),
