@@ -75,6 +75,85 @@ fn children_left_behind_by_a_crashed_instance_do_not_survive() {
     wait_until("the first run's child is gone", || !alive(child));
 }
 
+/// SIGKILLs the pids when dropped: a failing test leaves no process behind.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The children's pids of `spawner pid=P children=a,b,c` lines.
+fn spawned_children(lines: &[String]) -> Vec<i32> {
+    lines
+        .iter()
+        .flat_map(|l| l.split("children=").nth(1).unwrap().split(','))
+        .map(|p| p.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn descendants_that_leave_the_group_go_with_their_instance_at_reload_and_at_stop() {
+    // 2 instances, each with 10 children that ignore SIGINT and SIGTERM, 5 of them
+    // `detached: true` (out of the instance's process group).
+    let dir = js(&format!(
+        "{{ name: 'spawner', script: '{}', instances: 2, wait_ready: true, kill_timeout: 800 }}",
+        app("spawner.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let first = spawned_children(&h.wait_for_n("spawner pid=", 2));
+    let _first = KillOnDrop(first.clone());
+    assert_eq!(first.len(), 20);
+    assert!(first.iter().all(|&p| alive(p)));
+
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<i32> = first.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "the replaced instances left {left:?} running:\n{}",
+        h.output()
+    );
+
+    let lines = h.wait_for_n("spawner pid=", 4);
+    let second = spawned_children(&lines[2..]);
+    let _second = KillOnDrop(second.clone());
+    assert!(second.iter().all(|&p| alive(p)));
+    h.signal(Signal::SIGTERM);
+    assert!(h.wait_exit().success(), "{}", h.output());
+    let left: Vec<i32> = second.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "stopping left {left:?} running:\n{}",
+        h.output()
+    );
+}
+
+#[test]
+fn descendants_that_leave_the_group_die_with_a_sigkilled_hotrun() {
+    let dir = js(&format!(
+        "{{ name: 'spawner', script: '{}', instances: 2, wait_ready: true }}",
+        app("spawner.js")
+    ));
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let children = spawned_children(&h.wait_for_n("spawner pid=", 2));
+    let _children = KillOnDrop(children.clone());
+    assert!(children.iter().all(|&p| alive(p)));
+    h.signal(Signal::SIGKILL);
+    h.wait_exit();
+    // The guard process kills them once hotrun is gone.
+    wait_until("every child, detached ones too, is gone", || {
+        children.iter().all(|&p| !alive(p))
+    });
+}
+
 #[test]
 fn after_hotrun_is_sigkilled_a_new_one_starts_cleanly_on_the_same_file() {
     let port = free_port();

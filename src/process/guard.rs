@@ -3,9 +3,11 @@
 //!
 //! Each instance gets SIGKILL from the kernel when hotrun dies (parent-death signal), but
 //! what the instance started (npm's `node`, a shell's children) would survive. hotrun
-//! tells the guard over a pipe which process groups exist (`+PGID`, `-PGID` lines); when the
-//! pipe reaches end-of-file (hotrun is gone, however it ended), the guard sends SIGKILL to
-//! every group still listed and exits. After a clean stop the list is empty.
+//! tells the guard over a pipe which process groups exist (`+PGID`, `-PGID` lines) and its
+//! control socket (`@PATH`); when the pipe reaches end-of-file (hotrun is gone, however it
+//! ended), the guard sends SIGKILL to every group still listed and to every process that
+//! carries hotrun's marker (descendants that left their group, see `tree`), and exits.
+//! After a clean stop the list is empty and no process is marked.
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
@@ -14,7 +16,7 @@ use std::process::{ChildStdin, Command, Stdio};
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-use super::group;
+use super::{group, tree};
 
 /// hotrun's end of the pipe to the guard.
 pub struct Guard {
@@ -39,6 +41,11 @@ impl Guard {
             pipe,
             pid: child.id() as i32,
         })
+    }
+
+    /// The control socket whose marker the instances' descendants carry.
+    pub fn mark(&mut self, control_socket: &std::path::Path) {
+        self.send(&format!("@{}\n", control_socket.display()));
     }
 
     /// A new instance group exists.
@@ -76,8 +83,13 @@ pub fn run() -> i32 {
         }
     }
     let mut groups = BTreeSet::new();
+    let mut marker = None;
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
+        if let Some(path) = line.strip_prefix('@') {
+            marker = Some(tree::Marker::every_run(std::path::Path::new(path)));
+            continue;
+        }
         let (op, num) = line.split_at(line.len().min(1));
         match (op, num.parse::<i32>()) {
             ("+", Ok(pgid)) if pgid > 1 => {
@@ -91,6 +103,11 @@ pub fn run() -> i32 {
     }
     for pgid in groups {
         group::signal(pgid, Signal::SIGKILL);
+    }
+    if let Some(marker) = marker {
+        for pid in tree::marked(&marker) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
     0
 }

@@ -6,3 +6,4 @@ pub mod group;
 pub mod guard;
 pub mod reaper;
 pub mod spawn;
+pub mod tree;

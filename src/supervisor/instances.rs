@@ -8,7 +8,6 @@ use nix::sys::signal::Signal;
 use super::restart::History;
 use super::slot::{self, Action, Input, Phase, ReadyBy, Run};
 use super::{rollout, Role, Shutdown, Supervisor};
-use crate::process::group;
 use crate::process::reaper::Exit;
 
 /// A stop signal repeated sooner than this after the first is the same stop delivered
@@ -117,7 +116,7 @@ impl Supervisor {
             }
             Action::Kill => {
                 if let Some(run) = target {
-                    group::signal(run.pid, Signal::SIGKILL);
+                    self.signal_tree(run, Signal::SIGKILL);
                     let killed_stopping = self.apps[a].slots[s]
                         .retiring
                         .iter()
@@ -168,7 +167,7 @@ impl Supervisor {
                 }
             }
         }
-        group::signal(run.pid, app.settings.kill_signal);
+        self.signal_tree(run, app.settings.kill_signal);
     }
 
     /// A readiness signal from the run `serial`.
@@ -232,14 +231,15 @@ impl Supervisor {
                     "{} received again: killing every instance",
                     sig.as_str()
                 ));
-                for app in &self.apps {
-                    for slot in &app.slots {
-                        for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
-                            if let Some(run) = phase.run() {
-                                group::signal(run.pid, Signal::SIGKILL);
-                            }
-                        }
-                    }
+                let runs: Vec<Run> = self
+                    .apps
+                    .iter()
+                    .flat_map(|app| &app.slots)
+                    .flat_map(|slot| std::iter::once(&slot.phase).chain(&slot.retiring))
+                    .filter_map(|phase| phase.run().copied())
+                    .collect();
+                for run in runs {
+                    self.signal_tree(run, Signal::SIGKILL);
                 }
             }
         }

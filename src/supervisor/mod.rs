@@ -44,7 +44,6 @@ use crate::control::protocol::Response;
 use crate::control::server::{self, Incoming, SocketFile};
 use crate::logs::{self, LogSink, Stream};
 use crate::plan::{AppPlan, Plan};
-use crate::process::group;
 use crate::process::guard::Guard;
 use crate::process::reaper;
 use crate::runtime_dir::RuntimeDir;
@@ -350,7 +349,10 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
     tokio::spawn(server::serve(control, control_tx));
 
     let guard = match Guard::start() {
-        Ok(g) => Some(g),
+        Ok(mut g) => {
+            g.mark(&runtime.control_socket());
+            Some(g)
+        }
         Err(e) => {
             logs::say(&format!(
                 "cannot start the guard process ({e}); if hotrun is killed with SIGKILL, what instances started may survive"
@@ -648,8 +650,7 @@ impl Supervisor {
                     if self.drained(phase) {
                         self.apply(a, s, Input::QueueEmpty, now);
                     }
-                    let phase = &self.apps[a].slots[s].phase;
-                    let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
+                    let group_alive = self.tree_alive(&self.apps[a].slots[s].phase);
                     self.apply(a, s, Input::Tick { group_alive }, now);
                 }
                 let mut i = 0;
@@ -660,8 +661,7 @@ impl Supervisor {
                         if self.drained(phase) {
                             self.apply_retiring(a, s, i, Input::QueueEmpty, now);
                         }
-                        let phase = &self.apps[a].slots[s].retiring[i];
-                        let group_alive = phase.run().is_some_and(|r| group::alive(r.pid));
+                        let group_alive = self.tree_alive(&self.apps[a].slots[s].retiring[i]);
                         self.apply_retiring(a, s, i, Input::Tick { group_alive }, now);
                     }
                     if self.apps[a].slots[s].retiring.len() == len {

@@ -8,7 +8,6 @@ use super::rollout::{self, Action, Input, Readiness, Rollout, Trigger};
 use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
 use super::{LastReload, Supervisor};
 use crate::control::protocol::Response;
-use crate::process::group;
 use crate::process::reaper::Exit;
 use nix::sys::signal::Signal;
 
@@ -252,7 +251,7 @@ impl Supervisor {
         let Some(s) = self.runs.get(&run.serial).map(|io| io.slot) else {
             return;
         };
-        group::signal(run.pid, Signal::SIGKILL);
+        self.signal_tree(run, Signal::SIGKILL);
         self.apps[a].slots[s].retiring.push(Phase::Stopping {
             run,
             kill_at: now,

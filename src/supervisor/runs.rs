@@ -19,6 +19,7 @@ use super::{Event, Role, Supervisor};
 use crate::logs::{reader, Stream};
 use crate::plan::AppPlan;
 use crate::process::spawn::{spawn, SpawnRequest, FIRST_FD};
+use crate::process::{group, tree};
 use crate::sockets::reuseport::Member;
 use crate::sockets::{handle, ListenAddr};
 
@@ -463,6 +464,24 @@ impl Supervisor {
                 .queued(addr, &io.member)
                 .map_or(true, |n| n == 0)
         })
+    }
+
+    /// `sig` to the run's whole tree: its process group and the descendants that left it.
+    pub(super) fn signal_tree(&self, run: Run, sig: nix::sys::signal::Signal) {
+        tree::signal(run.pid, &self.marker(run), sig);
+    }
+
+    /// Whether a stopping instance's tree still has a process (for other phases, whether
+    /// its group has one: only a stop waits for the tree).
+    pub(super) fn tree_alive(&self, phase: &super::slot::Phase) -> bool {
+        match phase {
+            super::slot::Phase::Stopping { run, .. } => tree::alive(run.pid, &self.marker(*run)),
+            _ => phase.run().is_some_and(|r| group::alive(r.pid)),
+        }
+    }
+
+    fn marker(&self, run: Run) -> tree::Marker {
+        tree::Marker::new(run.serial, &self.runtime.control_socket())
     }
 
     /// The run is gone for good: drop its I/O and tell the guard.
