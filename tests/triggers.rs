@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::http::{free_port, Load};
 use common::*;
@@ -235,6 +236,48 @@ fn a_huge_node_modules_costs_no_watches() {
     // The root and its 4 kept folders; not one of the 20,200 under node_modules.
     let watches = inotify_watches(h.pid());
     assert!((5..=7).contains(&watches), "{watches} inotify watches");
+}
+
+/// VmRSS of a live process, in MB (0 once it is gone).
+fn rss_mb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+#[test]
+fn a_fast_leak_is_restarted_at_1_5_times_its_limit_while_it_backs_off() {
+    // 100 MB/s against max_memory_restart 100M: replaced once, over again at once (the
+    // back-off), then restarted each time it passes 150 MB instead of growing to 700 MB.
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'leak', script: '{}', wait_ready: true,
+           max_memory_restart: '100M' }}] }};\n",
+        app("leak.js")
+    ));
+    let h = Hotrun::start_with(
+        Command::new(HOTRUN)
+            .args(["--memory-interval", "200"])
+            .current_dir(dir.path()),
+    );
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.count("over 1.5 x max_memory_restart") < 2 {
+        assert!(Instant::now() < deadline, "{}", h.output());
+        let out = h.output();
+        for line in out.lines().filter(|l| l.contains("leak pid=")) {
+            most = most.max(rss_mb(field(line, "pid")));
+        }
+        // 150 MB, plus what it leaks between two samples and before it exits.
+        assert!(most < 250, "an instance reached {most} MB:\n{out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = h.output();
+    assert!(out.contains("over max_memory_restart again"), "{out}");
+    assert!(out.contains("-> restarting it now"), "{out}");
+    eprintln!("the most an instance held: {most} MB");
 }
 
 #[test]

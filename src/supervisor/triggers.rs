@@ -53,20 +53,35 @@ pub(super) struct MemoryHistory {
     not_before: Option<Instant>,
 }
 
+/// An instance this far over its limit (1.5x) while it backs off is restarted at once: the
+/// back-off never lets a fast leak take the machine.
+pub(super) fn memory_cap(limit: u64) -> u64 {
+    limit.saturating_add(limit / 2)
+}
+
 /// What to do about an instance over its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum MemoryVerdict {
+    /// The ready-gated replacement.
     Replace,
+    /// Over `memory_cap` while it backs off: stop it and start it again now (the back-off
+    /// goes on).
+    Restart,
     /// Over again right after its replacement: wait; `say` on the first notice.
-    Wait {
-        until: Instant,
-        say: bool,
-    },
+    Wait { until: Instant, say: bool },
 }
 
 impl MemoryHistory {
-    /// The verdict on an instance found over its limit at `now`. Pure.
-    pub fn on_over(&mut self, now: Instant) -> MemoryVerdict {
+    /// The verdict on an instance found over its limit at `now`, `past_cap` when over
+    /// `memory_cap` too. Pure.
+    pub fn on_over(&mut self, now: Instant, past_cap: bool) -> MemoryVerdict {
+        match self.wait_or_replace(now) {
+            MemoryVerdict::Wait { .. } if past_cap => MemoryVerdict::Restart,
+            verdict => verdict,
+        }
+    }
+
+    fn wait_or_replace(&mut self, now: Instant) -> MemoryVerdict {
         if let Some(until) = self.not_before.filter(|&t| now < t) {
             return MemoryVerdict::Wait { until, say: false };
         }
@@ -205,7 +220,8 @@ impl Supervisor {
         }
         let label = self.label(a, s);
         let mb = |b: u64| format!("{:.1} MB", b as f64 / 1048576.0);
-        match self.apps[a].slots[s].memory.on_over(now) {
+        let past_cap = bytes > memory_cap(limit);
+        match self.apps[a].slots[s].memory.on_over(now, past_cap) {
             MemoryVerdict::Wait { say: false, .. } => {}
             MemoryVerdict::Wait { until, say: true } => {
                 let wait = until.saturating_duration_since(now).as_secs();
@@ -214,6 +230,16 @@ impl Supervisor {
                     mb(bytes),
                     mb(limit)
                 ));
+            }
+            MemoryVerdict::Restart => {
+                self.logs.say(&format!(
+                    "{label} uses {}, over 1.5 x max_memory_restart ({}) while it backs off -> restarting it now",
+                    mb(bytes),
+                    mb(memory_cap(limit))
+                ));
+                let slot = &mut self.apps[a].slots[s];
+                slot.restart_after_stop = true;
+                self.apply(a, s, super::slot::Input::Stop, now);
             }
             MemoryVerdict::Replace => {
                 self.logs.say(&format!(
@@ -304,7 +330,7 @@ mod tests {
         let t0 = Instant::now();
         let s = |n: u64| t0 + Duration::from_secs(n);
         let mut h = MemoryHistory::default();
-        // (seconds after t0, verdict)
+        // (seconds after t0, verdict); over the cap: see below.
         let table = [
             (0, MemoryVerdict::Replace),
             (
@@ -341,7 +367,44 @@ mod tests {
             ),
         ];
         for (at, want) in table {
-            assert_eq!(h.on_over(s(at)), want, "at {at} s");
+            assert_eq!(h.on_over(s(at), false), want, "at {at} s");
         }
+    }
+
+    #[test]
+    fn past_the_cap_an_instance_that_backs_off_is_restarted_at_once() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut h = MemoryHistory::default();
+        // (seconds after t0, over 1.5x, verdict)
+        let table = [
+            // The first time it gets the ready-gated replacement, however far over.
+            (0, true, MemoryVerdict::Replace),
+            (
+                2,
+                false,
+                MemoryVerdict::Wait {
+                    until: s(12),
+                    say: true,
+                },
+            ),
+            (3, true, MemoryVerdict::Restart),
+            (
+                5,
+                false,
+                MemoryVerdict::Wait {
+                    until: s(12),
+                    say: false,
+                },
+            ),
+            (6, true, MemoryVerdict::Restart),
+            // The back-off ran on: once over, the ready-gated replacement again.
+            (12, true, MemoryVerdict::Replace),
+        ];
+        for (at, past_cap, want) in table {
+            assert_eq!(h.on_over(s(at), past_cap), want, "at {at} s");
+        }
+        assert_eq!(memory_cap(100), 150);
+        assert_eq!(memory_cap(u64::MAX), u64::MAX);
     }
 }
