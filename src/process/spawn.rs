@@ -67,12 +67,30 @@ pub struct Spawned {
 }
 
 /// The child gets SIGKILL when hotrun dies (the guard then kills the rest of its group);
-/// if hotrun died before the hook ran, it does what the signal would have done.
+/// if hotrun died before the hook ran, it does what the signal would have done. It also
+/// starts with every signal at its default action, as systemd and Node's child_process
+/// start processes: signals ignored where hotrun was started (`nohup`, `cmd &` in a script
+/// ignores SIGINT and SIGQUIT) must not be ignored by the apps.
 fn die_with_hotrun(cmd: &mut Command) {
     let parent = nix::unistd::getpid();
-    // SAFETY: only async-signal-safe calls (prctl, getppid, raise) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (sigaction, prctl, getppid, raise) run between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // Every signal, realtime ones and those libc keeps for itself (its wrappers
+            // refuse 32 and 33), straight to the kernel: an all-zero `struct sigaction` is
+            // SIG_DFL with no flags and an empty mask on every architecture. SIGKILL and
+            // SIGSTOP refuse, harmlessly.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                nix::libc::syscall(
+                    nix::libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             if nix::unistd::getppid() != parent {
                 let _ = nix::sys::signal::raise(Signal::SIGKILL);
