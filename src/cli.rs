@@ -68,7 +68,7 @@ pub enum CommandKind {
     /// type `rs` + Enter to reload every app.
     Watch {
         /// Run this many instances of each app, whatever the file says.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         instances: Option<u32>,
         /// Poll for changes instead of using inotify (NFS, some containers).
         #[arg(long)]

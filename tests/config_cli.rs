@@ -180,6 +180,7 @@ const BROKEN: &[(&str, &[&str], i32, &str)] = &[
     ("syntax.json5", &[], 4, "syntax.json5:4:5: syntax error: expected comma"),
     ("syntax.json", &[], 4, "syntax.json:5:2: syntax error: trailing characters"),
     ("instances.json5", &[], 4, "instances.json5:4:16: instances must be a number, 'max' or -1 (got \"three\")"),
+    ("instances_too_many.json5", &[], 4, "instances_too_many.json5:4:16: instances must be a number up to 1024 (each instance is a process), 'max' or -1 (got 100000)"),
     ("kill_timeout.json5", &[], 4, "kill_timeout.json5:1:47: kill_timeout must be a number of milliseconds (got \"soon\")"),
     ("autorestart.json5", &[], 4, "autorestart.json5:4:18: autorestart must be true or false (got \"yes\")"),
     ("env_number.json5", &[], 4, "env_number.json5:4:10: env must be an object of variable names and values (got 5)"),

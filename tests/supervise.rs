@@ -260,3 +260,99 @@ fn a_stop_signal_delivered_twice_at_once_still_stops_gracefully() {
         "the instance stopped gracefully: {out}"
     );
 }
+
+/// Pids of live processes whose environment holds `entry` (NAME=value).
+fn with_env(entry: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ.split(|&b| b == 0).any(|v| v == entry.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_stop_signal_during_a_start_storm_is_answered_at_once() {
+    // 500 instances: hotrun starts them in batches and reads signals between batches, so
+    // a SIGINT sent once the first ones run stops the storm instead of waiting for it.
+    let dir = tempfile::tempdir().unwrap();
+    let mark = format!("STORM={}", std::process::id());
+    std::fs::write(
+        dir.path().join("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [{{ name: 'storm', script: 'sh', instances: 500,
+               args: ['-c', 'echo $NODE_APP_INSTANCE >> starts.log; exec sleep 600'],
+               env: {{ STORM: '{}' }} }}] }};\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let starts = dir.path().join("starts.log");
+    let count = || {
+        std::fs::read_to_string(&starts)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    wait_until("the first instances run", || count() >= 16);
+    h.signal(Signal::SIGINT);
+    assert!(h.wait_exit().success(), "{}", h.output());
+    assert!(h.output().contains("SIGINT received"), "{}", h.output());
+    let started = count();
+    assert!(
+        started < 500,
+        "every instance was started before the signal was read"
+    );
+    let left = with_env(&mark);
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(left.is_empty(), "{} instances outlived hotrun", left.len());
+    eprintln!("{started} of 500 instances had started when SIGINT was read");
+}
+
+#[test]
+fn instances_start_with_no_signal_ignored_whatever_hotrun_inherited() {
+    // `nohup hotrun`, `hotrun &` in a script: hotrun starts with SIGINT, SIGQUIT (and here
+    // SIGUSR2) ignored; its instances must not inherit that.
+    use std::os::unix::process::CommandExt;
+    let dir = js_config("{ name: 'sleeper', script: 'sleep', args: '600' }");
+    let mut cmd = Command::new(HOTRUN);
+    cmd.current_dir(dir.path());
+    // SAFETY: only sigaction runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::signal::{signal, SigHandler};
+            for sig in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGUSR2] {
+                let _ = signal(sig, SigHandler::SigIgn);
+            }
+            Ok(())
+        });
+    }
+    let mut h = Hotrun::start_with(&mut cmd);
+    let st = wait_online(dir.path());
+    let pid = pids(&st, "sleeper")[0];
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        u64::from_str_radix(&ignored, 16).unwrap(),
+        0,
+        "SigIgn {ignored}"
+    );
+    // So SIGINT stops it gracefully, without kill_timeout's SIGKILL.
+    h.signal(Signal::SIGTERM);
+    assert!(h.wait_exit().success());
+    assert!(!h.output().contains("SIGKILL"), "{}", h.output());
+}

@@ -106,9 +106,22 @@ pub fn parse_size(v: &Value) -> Result<(u64, bool), &'static str> {
     n.checked_mul(factor).map(|b| (b, false)).ok_or(EXPECTED)
 }
 
-/// `instances` as written: a whole number (negative allowed), a numeric string, or `'max'`
-/// (= 0). Returns PM2's raw count, before CPUs are counted.
+/// The most instances one app may have: each is a process with its pipes and sockets in
+/// hotrun, and a typo (`100000`) must not fork-bomb the machine.
+pub const MAX_INSTANCES: i64 = 1024;
+
+/// `instances` as written: a whole number (negative allowed, `MAX_INSTANCES` at most), a
+/// numeric string, or `'max'` (= 0). Returns PM2's raw count, before CPUs are counted.
 pub fn parse_instances(v: &Value) -> Result<i64, &'static str> {
+    const TOO_MANY: &str = "a number up to 1024 (each instance is a process), 'max' or -1";
+    let n = parse_instance_count(v)?;
+    if n > MAX_INSTANCES {
+        return Err(TOO_MANY);
+    }
+    Ok(n)
+}
+
+fn parse_instance_count(v: &Value) -> Result<i64, &'static str> {
     const EXPECTED: &str = "a number, 'max' or -1";
     match v {
         Value::Number(n) => n
@@ -272,6 +285,12 @@ mod tests {
         assert!(parse_instances(&json!("three")).is_err());
         assert!(parse_instances(&json!(2.5)).is_err());
         assert!(parse_instances(&json!(true)).is_err());
+        assert_eq!(parse_instances(&json!(1024)), Ok(1024));
+        assert_eq!(
+            parse_instances(&json!(100000)),
+            Err("a number up to 1024 (each instance is a process), 'max' or -1")
+        );
+        assert!(parse_instances(&json!("1025")).is_err());
         assert_eq!(resolve_instances(0, 8), 8);
         assert_eq!(resolve_instances(-1, 8), 7);
         assert_eq!(resolve_instances(-2, 8), 6);

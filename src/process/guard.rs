@@ -83,11 +83,11 @@ pub fn run() -> i32 {
         }
     }
     let mut groups = BTreeSet::new();
-    let mut marker = None;
+    let mut control = None;
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if let Some(path) = line.strip_prefix('@') {
-            marker = Some(tree::Marker::every_run(std::path::Path::new(path)));
+            control = Some(std::path::PathBuf::from(path));
             continue;
         }
         let (op, num) = line.split_at(line.len().min(1));
@@ -104,10 +104,8 @@ pub fn run() -> i32 {
     for pgid in groups {
         group::signal(pgid, Signal::SIGKILL);
     }
-    if let Some(marker) = marker {
-        for pid in tree::marked(&marker) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-        }
+    if let Some(control) = control {
+        tree::signal(&tree::Index::scan(&control).all(), Signal::SIGKILL);
     }
     0
 }

@@ -3,105 +3,101 @@
 //! with `HOTRUN_TOKEN` (its run serial) and `HOTRUN_CONTROL` (this hotrun's control socket)
 //! and its descendants inherit them, so a process whose environment holds both belongs to
 //! that run, wherever it went: its parent may be gone (it is then hotrun's, the subreaper).
+//! One pass over /proc (an `Index`) answers for every run at once.
 
 use std::path::Path;
+use std::time::Instant;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::group;
-
-/// The environment entries that mark one run's processes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
-    /// `None`: any run of this hotrun.
-    token: Option<Vec<u8>>,
-    control: Vec<u8>,
+/// The run serial a process environment (NUL-separated, as /proc/PID/environ) belongs to,
+/// if it carries the hotrun of `control` (its `HOTRUN_CONTROL=` entry, already built).
+pub fn run_of(environ: &[u8], control: &[u8]) -> Option<u64> {
+    let mut serial = None;
+    let mut ours = false;
+    for entry in environ.split(|&b| b == 0) {
+        if let Some(token) = entry.strip_prefix(b"HOTRUN_TOKEN=") {
+            serial = std::str::from_utf8(token).ok().and_then(|t| t.parse().ok());
+        } else if entry == control {
+            ours = true;
+        }
+    }
+    serial.filter(|_| ours)
 }
 
-impl Marker {
-    /// The processes of run `serial`.
-    pub fn new(serial: u64, control_socket: &Path) -> Marker {
-        Marker {
-            token: Some(format!("HOTRUN_TOKEN={serial}").into_bytes()),
-            control: format!("HOTRUN_CONTROL={}", control_socket.display()).into_bytes(),
+/// One process of this hotrun's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marked {
+    pid: i32,
+    serial: u64,
+    pgid: i32,
+}
+
+/// Every live process (zombies have no environment) that carries this hotrun's marker,
+/// but the calling process, as one pass over /proc saw them at `taken`.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub taken: Instant,
+    procs: Vec<Marked>,
+}
+
+impl Index {
+    pub fn scan(control_socket: &Path) -> Index {
+        let control = format!("HOTRUN_CONTROL={}", control_socket.display()).into_bytes();
+        let me = std::process::id() as i32;
+        let mut procs = Vec::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                // Another user's processes cannot be read, and are none of hotrun's.
+                let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                    continue;
+                };
+                let Some(serial) = run_of(&environ, &control).filter(|_| pid != me) else {
+                    continue;
+                };
+                if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid))) {
+                    procs.push(Marked {
+                        pid,
+                        serial,
+                        pgid: pgid.as_raw(),
+                    });
+                }
+            }
+        }
+        Index {
+            taken: Instant::now(),
+            procs,
         }
     }
 
-    /// The processes of every run of the hotrun with this control socket.
-    pub fn every_run(control_socket: &Path) -> Marker {
-        Marker {
-            token: None,
-            control: format!("HOTRUN_CONTROL={}", control_socket.display()).into_bytes(),
-        }
+    /// The processes of run `serial` outside its group `pgid`.
+    pub fn escaped(&self, serial: u64, pgid: i32) -> Vec<i32> {
+        self.procs
+            .iter()
+            .filter(|m| m.serial == serial && m.pgid != pgid)
+            .map(|m| m.pid)
+            .collect()
     }
 
-    /// Whether a process environment (NUL-separated, as /proc/PID/environ) carries it.
-    pub fn is_in(&self, environ: &[u8]) -> bool {
-        let mut token = false;
-        let mut control = false;
-        for entry in environ.split(|&b| b == 0) {
-            token |= match &self.token {
-                Some(t) => entry == t.as_slice(),
-                None => entry.starts_with(b"HOTRUN_TOKEN="),
-            };
-            control |= entry == self.control.as_slice();
-        }
-        token && control
+    /// Every process of every run.
+    pub fn all(&self) -> Vec<i32> {
+        self.procs.iter().map(|m| m.pid).collect()
     }
 }
 
-/// The live processes (zombies have no environment) that carry `marker`, outside the
-/// group `pgid`; hotrun itself never.
-pub fn escaped(pgid: i32, marker: &Marker) -> Vec<i32> {
-    marked(marker)
-        .into_iter()
-        .filter(|&pid| {
-            nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() != Some(Pid::from_raw(pgid))
-        })
-        .collect()
-}
-
-/// The live processes that carry `marker`, but the calling process.
-pub fn marked(marker: &Marker) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut pids = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        // Another user's processes cannot be read, and are none of hotrun's.
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if marker.is_in(&environ) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Sends `sig` to the group led by `pgid` and to the run's descendants that left it.
-pub fn signal(pgid: i32, marker: &Marker, sig: Signal) {
-    group::signal(pgid, sig);
-    for pid in escaped(pgid, marker) {
+/// Sends `sig` to each of `pids` (a run's descendants that left its group).
+pub fn signal(pids: &[i32], sig: Signal) {
+    for &pid in pids {
         let _ = kill(Pid::from_raw(pid), sig);
     }
-}
-
-/// True while the group or any descendant that left it is still there.
-pub fn alive(pgid: i32, marker: &Marker) -> bool {
-    group::alive(pgid) || !escaped(pgid, marker).is_empty()
 }
 
 #[cfg(test)]
@@ -109,45 +105,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_run_is_known_by_both_its_token_and_its_hotrun() {
-        let m = Marker::new(7, Path::new("/run/hotrun/a/control.sock"));
-        let cases: Vec<(&[u8], bool)> = vec![
+    fn a_run_is_known_by_its_token_and_its_hotrun() {
+        let control = b"HOTRUN_CONTROL=/run/hotrun/a/control.sock";
+        let cases: Vec<(&[u8], Option<u64>)> = vec![
             (
                 b"A=1\0HOTRUN_TOKEN=7\0HOTRUN_CONTROL=/run/hotrun/a/control.sock\0",
-                true,
+                Some(7),
             ),
             (
-                b"HOTRUN_CONTROL=/run/hotrun/a/control.sock\0HOTRUN_TOKEN=7",
-                true,
+                b"HOTRUN_CONTROL=/run/hotrun/a/control.sock\0HOTRUN_TOKEN=70",
+                Some(70),
             ),
-            // Another run of the same hotrun, the same run number of another hotrun.
-            (
-                b"HOTRUN_TOKEN=70\0HOTRUN_CONTROL=/run/hotrun/a/control.sock\0",
-                false,
-            ),
+            // Another hotrun's run, a hotrun without a run, a token that is no number.
             (
                 b"HOTRUN_TOKEN=7\0HOTRUN_CONTROL=/run/hotrun/b/control.sock\0",
-                false,
+                None,
             ),
-            (b"HOTRUN_TOKEN=7\0", false),
-            (b"", false),
+            (b"HOTRUN_CONTROL=/run/hotrun/a/control.sock\0", None),
+            (
+                b"HOTRUN_TOKEN=x\0HOTRUN_CONTROL=/run/hotrun/a/control.sock\0",
+                None,
+            ),
+            (b"HOTRUN_TOKEN=7\0", None),
+            (b"", None),
         ];
         for (environ, want) in cases {
-            assert_eq!(
-                m.is_in(environ),
-                want,
-                "{}",
-                String::from_utf8_lossy(environ)
-            );
+            let shown = String::from_utf8_lossy(environ).into_owned();
+            assert_eq!(run_of(environ, control), want, "{shown}");
         }
-        let any = Marker::every_run(Path::new("/run/hotrun/a/control.sock"));
-        assert!(any.is_in(b"HOTRUN_TOKEN=70\0HOTRUN_CONTROL=/run/hotrun/a/control.sock"));
-        assert!(!any.is_in(b"HOTRUN_TOKEN=7\0HOTRUN_CONTROL=/run/hotrun/b/control.sock"));
-        assert!(!any.is_in(b"HOTRUN_CONTROL=/run/hotrun/a/control.sock"));
     }
 
     #[test]
-    fn a_detached_descendant_is_found_and_signalled_with_its_group() {
+    fn a_detached_descendant_is_found_outside_its_group_and_signalled() {
         use std::os::unix::process::CommandExt;
         let control = Path::new("/tmp/hotrun-tree-test/control.sock");
         let start = |marked: bool| {
@@ -163,17 +152,18 @@ mod tests {
         let mut leader = start(false);
         let mut detached = start(true);
         let (group, pid) = (leader.id() as i32, detached.id() as i32);
-        let m = Marker::new(424242, control);
-        assert_eq!(escaped(group, &m), vec![pid]);
+        let index = Index::scan(control);
+        assert_eq!(index.escaped(424242, group), vec![pid]);
+        assert_eq!(index.all(), vec![pid]);
         assert!(
-            escaped(pid, &m).is_empty(),
+            index.escaped(424242, pid).is_empty(),
             "members of the group are the group's"
         );
-        assert!(alive(group, &m));
-        signal(group, &m, Signal::SIGKILL);
+        assert!(index.escaped(1, group).is_empty(), "another run's");
+        signal(&index.escaped(424242, group), Signal::SIGKILL);
+        super::super::group::signal(group, Signal::SIGKILL);
         leader.wait().unwrap();
         detached.wait().unwrap();
-        assert!(escaped(group, &m).is_empty());
-        assert!(!alive(group, &m));
+        assert!(Index::scan(control).all().is_empty());
     }
 }

@@ -259,6 +259,8 @@ struct Supervisor {
     first_stop_signal: Option<Instant>,
     /// The next socket lane given to a reload's successor.
     next_lane: u64,
+    /// Where the instances' descendants that left their groups are (see process::tree).
+    tree_index: Option<crate::process::tree::Index>,
     /// Attaching the program that picks ready slots' sockets failed, and was said.
     live_error_said: bool,
     /// serial -> the run's I/O and where it lives.
@@ -380,7 +382,10 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         if let Some(code) = sup.finished(Instant::now()) {
             return code;
         }
-        let wake = sup.next_deadline(Instant::now());
+        // Something still due (starts left for the next batch) waits a millisecond: the
+        // runtime then reads signals and sockets before the loop goes on.
+        let now = Instant::now();
+        let wake = sup.next_deadline(now).max(now + Duration::from_millis(1));
         tokio::select! {
             Some(ev) = rx.recv() => sup.on_event(ev),
             Some(incoming) = control_rx.recv() => sup.on_request(incoming),
@@ -397,6 +402,9 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         sup.tick(Instant::now());
     }
 }
+
+/// At most this many instances are started in one turn of the loop.
+const START_BATCH: usize = 16;
 
 /// Where a run lives in its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,6 +471,7 @@ impl Supervisor {
             live_error_said: false,
             first_stop_signal: None,
             next_lane: 1,
+            tree_index: None,
             runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,
@@ -639,6 +648,9 @@ impl Supervisor {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.index_trees_if_stopping();
+        // Starts are paced: the loop answers signals and requests between batches.
+        let mut starts = 0;
         for a in 0..self.apps.len() {
             let waiting_for_build = self.building_first(a);
             // The slot count is read each time: carrying out an input may add slots.
@@ -646,7 +658,9 @@ impl Supervisor {
             while s < self.apps[a].slots.len() {
                 let phase = &self.apps[a].slots[s].phase;
                 let pending = matches!(phase, Phase::Pending { .. });
-                if phase.deadline().is_some_and(|d| d <= now) && !(pending && waiting_for_build) {
+                let paced = pending && (waiting_for_build || starts >= START_BATCH);
+                if phase.deadline().is_some_and(|d| d <= now) && !paced {
+                    starts += usize::from(pending);
                     if self.drained(phase) {
                         self.apply(a, s, Input::QueueEmpty, now);
                     }

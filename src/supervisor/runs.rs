@@ -20,6 +20,9 @@ use crate::logs::{reader, Stream};
 use crate::plan::AppPlan;
 use crate::process::spawn::{spawn, SpawnRequest, FIRST_FD};
 use crate::process::{group, tree};
+
+/// How old the index of detached descendants may be when it is used.
+const TREE_SCAN: std::time::Duration = std::time::Duration::from_millis(25);
 use crate::sockets::reuseport::Member;
 use crate::sockets::{handle, ListenAddr};
 
@@ -466,22 +469,51 @@ impl Supervisor {
         })
     }
 
+    /// The index of this hotrun's processes outside their groups, taken again when it is
+    /// older than `TREE_SCAN` (one pass over /proc answers for every instance).
+    fn tree_index(&mut self) -> &tree::Index {
+        let stale = self
+            .tree_index
+            .as_ref()
+            .is_none_or(|i| i.taken.elapsed() >= TREE_SCAN);
+        if stale {
+            self.tree_index = Some(tree::Index::scan(&self.runtime.control_socket()));
+        }
+        self.tree_index.as_ref().expect("just taken")
+    }
+
     /// `sig` to the run's whole tree: its process group and the descendants that left it.
-    pub(super) fn signal_tree(&self, run: Run, sig: nix::sys::signal::Signal) {
-        tree::signal(run.pid, &self.marker(run), sig);
+    pub(super) fn signal_tree(&mut self, run: Run, sig: nix::sys::signal::Signal) {
+        group::signal(run.pid, sig);
+        let escaped = self.tree_index().escaped(run.serial, run.pid);
+        tree::signal(&escaped, sig);
+    }
+
+    /// Before a tick decides whether stopping instances are gone: a fresh enough index.
+    pub(super) fn index_trees_if_stopping(&mut self) {
+        let stopping = self.apps.iter().flat_map(|a| &a.slots).any(|slot| {
+            std::iter::once(&slot.phase)
+                .chain(&slot.retiring)
+                .any(|p| matches!(p, super::slot::Phase::Stopping { .. }))
+        });
+        if stopping {
+            self.tree_index();
+        }
     }
 
     /// Whether a stopping instance's tree still has a process (for other phases, whether
     /// its group has one: only a stop waits for the tree).
     pub(super) fn tree_alive(&self, phase: &super::slot::Phase) -> bool {
         match phase {
-            super::slot::Phase::Stopping { run, .. } => tree::alive(run.pid, &self.marker(*run)),
+            super::slot::Phase::Stopping { run, .. } => {
+                group::alive(run.pid)
+                    || self
+                        .tree_index
+                        .as_ref()
+                        .is_some_and(|i| !i.escaped(run.serial, run.pid).is_empty())
+            }
             _ => phase.run().is_some_and(|r| group::alive(r.pid)),
         }
-    }
-
-    fn marker(&self, run: Run) -> tree::Marker {
-        tree::Marker::new(run.serial, &self.runtime.control_socket())
     }
 
     /// The run is gone for good: drop its I/O and tell the guard.
