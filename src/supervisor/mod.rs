@@ -178,6 +178,10 @@ struct AppState {
     last_reload: Option<LastReload>,
     /// File changes waiting for the end of their debounce window.
     changes: Option<triggers::Changes>,
+    /// Which changed paths the app's own starts cause (the loop guard).
+    echo: crate::watch::echo::EchoGuard,
+    /// Whether the app was starting at the last tick (its start window is open).
+    in_start_window: bool,
     /// The plan read at the last reload request, applied when its rollout begins.
     next_plan: Option<AppPlan>,
     /// Gone from the ecosystem file (stopped; kept so indexes stay valid).
@@ -202,6 +206,8 @@ impl AppState {
             reloads: 0,
             last_reload: None,
             changes: None,
+            echo: Default::default(),
+            in_start_window: false,
             next_plan: None,
             removed: false,
             ready_re: ready_regex(&plan),
@@ -694,6 +700,7 @@ impl Supervisor {
             }
         }
         self.check_build_timeouts(now);
+        self.track_start_windows();
         self.fire_changes(now);
         // Memory is sampled only while some app has a limit (no wake-ups otherwise).
         let limits = self

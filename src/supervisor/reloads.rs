@@ -74,6 +74,8 @@ impl Supervisor {
         let fields = serde_json::json!({"trigger": trigger.as_str(), "instances": slots.len(), "surge": surge});
         self.emit(Some(a), None, "reload_started", fields, message);
         let app = &mut self.apps[a];
+        // Each reload is a start window of its own for the loop guard.
+        app.echo.window_closed();
         let surge = app.plan.max_surge as usize;
         let (rollout, actions) = Rollout::begin(trigger.clone(), slots, surge, now);
         app.rollout = Some(rollout);

@@ -141,6 +141,10 @@ impl Supervisor {
             if self.apps[a].build.is_some() || self.apps[a].quiet_until.is_some_and(|t| now < t) {
                 continue;
             }
+            let starting = self.starting(a);
+            for p in &paths {
+                self.apps[a].echo.seen(p, starting);
+            }
             let delay = self.apps[a].plan.watch_delay;
             let pending = self.apps[a].changes.get_or_insert(Changes {
                 first: now,
@@ -168,10 +172,21 @@ impl Supervisor {
                 continue;
             }
             let c = self.apps[a].changes.take().expect("due");
+            let sorted = self.apps[a].echo.sort(c.paths);
             let app = &self.apps[a].plan;
-            let count = c.paths.len();
-            let mut list: Vec<String> = c
-                .paths
+            for echo in &sorted.new_echoes {
+                let name = shown(echo, &app.cwd);
+                self.logs.say(&format!(
+                    "{}: {name} changed during two starts and at no other time: taken as written by the app's start, it reloads nothing until it changes outside a start (to ignore it for good: ignore_watch: ['{name}'])",
+                    app.name
+                ));
+            }
+            if sorted.reload.is_empty() {
+                continue;
+            }
+            let count = sorted.reload.len();
+            let mut list: Vec<String> = sorted
+                .reload
                 .iter()
                 .take(SHOWN_PATHS)
                 .map(|p| shown(p, &app.cwd))
@@ -186,6 +201,29 @@ impl Supervisor {
                 list.join(", ")
             ));
             self.reload_apps(Some(vec![a]), Trigger::Watch, None);
+        }
+    }
+
+    /// Whether app `a` is starting: a reload or build in flight, an instance not ready yet.
+    fn starting(&self, a: usize) -> bool {
+        let app = &self.apps[a];
+        app.rollout.is_some()
+            || app.build.is_some()
+            || app.slots.iter().any(|s| {
+                !s.surplus && matches!(s.phase, Phase::Pending { .. } | Phase::Starting { .. })
+            })
+    }
+
+    /// Closes the start window (for the loop guard) of each watched app that is no longer
+    /// starting: changes from then on are not the start's. Nothing is added after a start:
+    /// a script's or the user's edit right after a reload must count as theirs.
+    pub(super) fn track_start_windows(&mut self) {
+        for a in 0..self.apps.len() {
+            let starting = !self.apps[a].plan.watch.is_empty() && self.starting(a);
+            if self.apps[a].in_start_window && !starting {
+                self.apps[a].echo.window_closed();
+            }
+            self.apps[a].in_start_window = starting;
         }
     }
 

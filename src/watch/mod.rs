@@ -11,6 +11,7 @@
 //! into per-app changes and debounces them itself (a trailing `watch_delay` window, so a
 //! burst is one reload and no thread polls while nothing happens).
 
+pub mod echo;
 pub mod ignore;
 
 use std::collections::HashSet;
@@ -71,6 +72,23 @@ pub struct Watcher {
     watched: HashSet<PathBuf>,
     queue: Arc<Mutex<Queue>>,
     config: Option<PathBuf>,
+    /// hotrun's own stdout and stderr when they are files (device, inode): what hotrun
+    /// writes there (`hotrun > hotrun.log`, `nohup`'s nohup.out) is no change of an app.
+    own: Vec<(u64, u64)>,
+}
+
+/// The (device, inode) of hotrun's stdout and stderr, those that are regular files.
+fn own_output_files() -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut own = Vec::new();
+    for fd in ["/proc/self/fd/1", "/proc/self/fd/2"] {
+        if let Ok(meta) = std::fs::metadata(fd) {
+            if meta.is_file() && !own.contains(&(meta.dev(), meta.ino())) {
+                own.push((meta.dev(), meta.ino()));
+            }
+        }
+    }
+    own
 }
 
 /// What `collect` found.
@@ -157,6 +175,7 @@ impl Watcher {
             watched: HashSet::new(),
             queue,
             config: config.clone(),
+            own: own_output_files(),
         };
         for i in 0..watcher.apps.len() {
             for root in watcher.apps[i].roots.clone() {
@@ -214,6 +233,13 @@ impl Watcher {
         }
     }
 
+    /// Whether `path` is one of hotrun's own output files, by any name.
+    fn is_own(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        !self.own.is_empty()
+            && std::fs::metadata(path).is_ok_and(|m| self.own.contains(&(m.dev(), m.ino())))
+    }
+
     /// Takes the queued events and sorts them into changed paths per app; watches
     /// folders that appeared and forgets removed ones. Errors (running out of watches
     /// for a new folder) are returned beside the changes.
@@ -260,6 +286,9 @@ impl Watcher {
                 }
                 if self.config.as_deref() == Some(path.as_path()) {
                     config_changed = true;
+                    continue;
+                }
+                if self.is_own(path) {
                     continue;
                 }
                 for i in 0..self.apps.len() {
