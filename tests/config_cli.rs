@@ -364,7 +364,7 @@ fn non_utf8_file_is_an_error() {
 #[test]
 fn javascript_is_evaluated_with_node() {
     if !node_available() {
-        eprintln!("node not on PATH: skipped");
+        common::cannot_run("node is not on PATH");
         return;
     }
     let out = Command::new("node")

@@ -191,7 +191,7 @@ module.exports = {
 #[test]
 fn a_computing_javascript_config() {
     if !node_available() {
-        eprintln!("node not on PATH: skipped");
+        common::cannot_run("node is not on PATH");
         return;
     }
     let dir = folder(&[("ecosystem.config.js", COMPUTING)]);
