@@ -179,7 +179,10 @@ fn corpus_matches_goldens() {
                 .any(|l| l.as_str().unwrap_or("").contains("with node"))
         });
         if !node && golden_needs_node {
-            assert!(std::env::var_os("CI").is_none(), "{file} needs node, not on PATH under CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{file} needs node, not on PATH under CI"
+            );
             eprintln!("{file}: needs node, which is not on PATH: not compared");
             continue;
         }
@@ -243,7 +246,10 @@ load().then((v) => {
 #[test]
 fn javascript_files_agree_with_node() {
     if !node_available() {
-        assert!(std::env::var_os("CI").is_none(), "node is not on PATH under CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node is not on PATH under CI"
+        );
         eprintln!("node not on PATH: not run");
         return;
     }

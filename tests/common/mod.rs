@@ -364,6 +364,9 @@ pub fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
 /// A test that cannot run on this machine: a failure under CI (`CI` set), where every
 /// prerequisite is installed; elsewhere it says why it did not run.
 pub fn cannot_run(why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "cannot run under CI: {why}");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "cannot run under CI: {why}"
+    );
     eprintln!("not run: {why}");
 }
