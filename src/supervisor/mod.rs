@@ -539,9 +539,14 @@ impl Supervisor {
     /// The earliest instant anything needs a tick (a minute away when nothing does).
     fn next_deadline(&self, now: Instant) -> Instant {
         let mut wake = now + Duration::from_secs(60);
-        for app in &self.apps {
+        for (a, app) in self.apps.iter().enumerate() {
+            // A first start waits for its build: no wake-up for it until the build is done.
+            let waiting_for_build = self.building_first(a);
             for slot in &app.slots {
                 for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
+                    if waiting_for_build && matches!(phase, Phase::Pending { .. }) {
+                        continue;
+                    }
                     if let Some(d) = phase.deadline() {
                         wake = wake.min(d);
                     }
