@@ -435,7 +435,8 @@ impl Supervisor {
             .as_ref()
             .filter(|s| s.watch_all)
             .map(|_| plan.config.clone());
-        let watcher = triggers::watching(&plan, watch_config, opts.poll, wake.clone())?;
+        let watcher =
+            triggers::watching(&plan, watch_config, opts.poll, &runtime.path, wake.clone())?;
         if let Some(w) = &watcher {
             logs::say(&format!(
                 "watching for changes ({} folders)",
@@ -528,7 +529,13 @@ impl Supervisor {
             .as_ref()
             .and_then(|w| w.config_file().map(Path::to_path_buf));
         self.watcher = None;
-        match triggers::watching(&plan, config, self.poll, self.wake.clone()) {
+        match triggers::watching(
+            &plan,
+            config,
+            self.poll,
+            &self.runtime.path,
+            self.wake.clone(),
+        ) {
             Ok(w) => self.watcher = w,
             Err(e) => self
                 .logs
@@ -705,7 +712,7 @@ impl Supervisor {
             }
         }
         self.check_build_timeouts(now);
-        self.track_start_windows();
+        self.track_start_windows(now);
         self.fire_changes(now);
         // Memory is sampled only while some app has a limit (no wake-ups otherwise).
         let limits = self

@@ -75,7 +75,8 @@ impl Supervisor {
         self.emit(Some(a), None, "reload_started", fields, message);
         let app = &mut self.apps[a];
         // Each reload is a start window of its own for the loop guard.
-        app.echo.window_closed();
+        app.echo.closed(now);
+        app.echo.opened(now);
         let surge = app.plan.max_surge as usize;
         let (rollout, actions) = Rollout::begin(trigger.clone(), slots, surge, now);
         app.rollout = Some(rollout);

@@ -119,7 +119,9 @@ fn shown(path: &Path, cwd: &Path) -> String {
 }
 
 impl Supervisor {
-    /// Events from the watcher: note the changes of each app; say what went wrong.
+    /// Events from the watcher: note the changes of each app; say what went wrong. The
+    /// debounce window trails the time each change happened (the debouncer hands changes
+    /// over some time after).
     pub(super) fn on_fs_events(&mut self) {
         let Some(watcher) = self.watcher.as_mut() else {
             return;
@@ -128,12 +130,15 @@ impl Supervisor {
         for e in &found.errors {
             self.logs.say(&e.to_string());
         }
+        for note in &found.notes {
+            self.logs.say(note);
+        }
         if found.config_changed && self.shutdown == super::Shutdown::Running {
             self.logs.say("the ecosystem file changed -> reload");
             self.reload_apps(None, Trigger::Watch, None);
         }
         let now = Instant::now();
-        for (a, paths) in found.changes {
+        for crate::watch::AppChanges { app: a, paths } in found.changes {
             if self.shutdown != super::Shutdown::Running {
                 break;
             }
@@ -141,23 +146,24 @@ impl Supervisor {
             if self.apps[a].build.is_some() || self.apps[a].quiet_until.is_some_and(|t| now < t) {
                 continue;
             }
-            let starting = self.starting(a);
-            for p in &paths {
-                self.apps[a].echo.seen(p, starting);
+            let latest = paths.iter().map(|(_, t)| *t).max().unwrap_or(now).min(now);
+            for (p, at) in &paths {
+                self.apps[a].echo.seen(p, *at);
             }
             let delay = self.apps[a].plan.watch_delay;
             let pending = self.apps[a].changes.get_or_insert(Changes {
-                first: now,
-                fire_at: now,
+                first: latest,
+                fire_at: latest,
                 paths: Vec::new(),
                 seen: HashSet::new(),
             });
-            for p in paths {
+            for (p, _) in paths {
                 if pending.seen.len() < COUNTED_PATHS && pending.seen.insert(p.clone()) {
                     pending.paths.push(p);
                 }
             }
-            pending.fire_at = (now + delay).min(pending.first + delay.max(MAX_DEBOUNCE));
+            let trailing = (latest + delay).max(pending.fire_at);
+            pending.fire_at = trailing.min(pending.first + delay.max(MAX_DEBOUNCE));
         }
     }
 
@@ -170,6 +176,16 @@ impl Supervisor {
                 .is_some_and(|c| c.fire_at <= now);
             if !due {
                 continue;
+            }
+            // A change the backend saw that is not handed over yet moves the window on.
+            let delay = self.apps[a].plan.watch_delay;
+            let later = self.watcher.as_ref().and_then(|w| w.last_change(a));
+            if let (Some(c), Some(t)) = (self.apps[a].changes.as_mut(), later) {
+                let end = (t + delay).min(c.first + delay.max(MAX_DEBOUNCE));
+                if end > now {
+                    c.fire_at = end;
+                    continue;
+                }
             }
             let c = self.apps[a].changes.take().expect("due");
             let sorted = self.apps[a].echo.sort(c.paths);
@@ -214,14 +230,16 @@ impl Supervisor {
             })
     }
 
-    /// Closes the start window (for the loop guard) of each watched app that is no longer
-    /// starting: changes from then on are not the start's. Nothing is added after a start:
-    /// a script's or the user's edit right after a reload must count as theirs.
-    pub(super) fn track_start_windows(&mut self) {
+    /// Opens and closes the start windows (for the loop guard) of each watched app: open
+    /// while it starts, closed once it is ready and settled. Nothing is added after a
+    /// start: a script's or the user's edit right after a reload must count as theirs.
+    pub(super) fn track_start_windows(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
             let starting = !self.apps[a].plan.watch.is_empty() && self.starting(a);
-            if self.apps[a].in_start_window && !starting {
-                self.apps[a].echo.window_closed();
+            match (self.apps[a].in_start_window, starting) {
+                (false, true) => self.apps[a].echo.opened(now),
+                (true, false) => self.apps[a].echo.closed(now),
+                _ => {}
             }
             self.apps[a].in_start_window = starting;
         }
@@ -299,31 +317,35 @@ pub(super) async fn wait_fs(wake: &Option<std::sync::Arc<tokio::sync::Notify>>) 
     }
 }
 
-/// The watcher of every app that watches, or none.
+/// The watcher of every app that watches, or none. `runtime` is hotrun's runtime folder
+/// (never a change, wherever it is).
 pub(super) fn watching(
     plan: &Plan,
     config: Option<PathBuf>,
     poll: Option<Duration>,
+    runtime: &Path,
     wake: std::sync::Arc<tokio::sync::Notify>,
 ) -> Result<Option<crate::watch::Watcher>, String> {
     use crate::watch::{AppWatch, IgnoreSet, Watcher};
     let mut apps = Vec::new();
     let mut polling = poll;
+    let mut shortest = None::<Duration>;
     for (i, app) in plan.apps.iter().enumerate() {
         if app.watch.is_empty() {
             continue;
         }
-        let logs: Vec<_> = [&app.logs.out_file, &app.logs.error_file, &app.logs.log_file]
+        let own: Vec<_> = [&app.logs.out_file, &app.logs.error_file, &app.logs.log_file]
             .into_iter()
             .flatten()
             .cloned()
+            .chain([runtime.to_path_buf()])
             .collect();
-        let ignore = IgnoreSet::new(&app.cwd, &app.ignore_watch, &logs)
+        let ignore = IgnoreSet::new(&app.cwd, &app.ignore_watch, &own)
             .map_err(|e| format!("{}: {e}", app.name))?;
         for root in &app.watch {
             if !root.exists() {
                 logs::say(&format!(
-                    "{}: watch path {} does not exist",
+                    "{}: watch path {} does not exist (hotrun watches for it to appear)",
                     app.name,
                     root.display()
                 ));
@@ -332,6 +354,7 @@ pub(super) fn watching(
         if let Some(p) = app.watch_poll {
             polling = Some(polling.map_or(p, |q| q.min(p)));
         }
+        shortest = Some(shortest.map_or(app.watch_delay, |d| d.min(app.watch_delay)));
         apps.push(AppWatch {
             app: i,
             roots: app.watch.clone(),
@@ -341,9 +364,13 @@ pub(super) fn watching(
     if apps.is_empty() && config.is_none() {
         return Ok(None);
     }
-    Watcher::start(apps, config, polling, wake)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let shortest = shortest.unwrap_or(Duration::from_millis(100));
+    let mut watcher =
+        Watcher::start(apps, config, polling, shortest, wake).map_err(|e| e.to_string())?;
+    for note in watcher.take_notes() {
+        logs::say(&note);
+    }
+    Ok(Some(watcher))
 }
 
 #[cfg(test)]

@@ -3,20 +3,40 @@
 //! an echo once it has changed during two of the app's start windows (from a spawn until the
 //! app is ready again) and never outside one; an echo reloads nothing,
 //! and hotrun says so once per path. A path the user edits outside a start is never
-//! taken for an echo. Pure: the event loop says when windows close and what it saw.
+//! taken for an echo. Changes are placed by the time they happened, not the time they
+//! reach the loop: the debouncer hands them over later, often after the window closed.
+//! Pure: the event loop says when windows open and close and what it saw when.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// How many start windows a path must change in (and never outside) to be an echo.
 const WINDOWS: u32 = 2;
+/// Closed windows remembered, for changes that arrive after their window closed.
+const RECENT: usize = 4;
+
+/// One start window: its number, when it opened, when it closed (if it did).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    id: u64,
+    opened: Instant,
+    closed: Option<Instant>,
+}
+
+impl Window {
+    fn holds(&self, at: Instant) -> bool {
+        self.opened <= at && self.closed.is_none_or(|c| at <= c)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct EchoGuard {
-    /// In how many start windows each path changed.
-    windows: HashMap<PathBuf, u32>,
-    /// The paths counted in the current window.
-    this_window: HashSet<PathBuf>,
+    /// The open window (last) and the recently closed ones, oldest first.
+    windows: VecDeque<Window>,
+    next_id: u64,
+    /// For each path: the last window it was counted in, and in how many windows it changed.
+    counted: HashMap<PathBuf, (u64, u32)>,
     /// Paths that changed outside any start window: the user's.
     outside: HashSet<PathBuf>,
     /// Echoes already said.
@@ -33,22 +53,56 @@ pub struct Sorted {
 }
 
 impl EchoGuard {
-    /// `path` changed; `starting`: during one of the app's start windows.
-    pub fn seen(&mut self, path: &Path, starting: bool) {
-        if !starting {
-            self.outside.insert(path.to_path_buf());
-        } else if self.this_window.insert(path.to_path_buf()) {
-            *self.windows.entry(path.to_path_buf()).or_default() += 1;
+    fn is_open(&self) -> bool {
+        self.windows.back().is_some_and(|w| w.closed.is_none())
+    }
+
+    /// A start window opens at `at` (nothing when one is open).
+    pub fn opened(&mut self, at: Instant) {
+        if self.is_open() {
+            return;
+        }
+        self.next_id += 1;
+        self.windows.push_back(Window {
+            id: self.next_id,
+            opened: at,
+            closed: None,
+        });
+        while self.windows.len() > RECENT + 1 {
+            self.windows.pop_front();
         }
     }
 
-    /// The app's start window closed (it is ready and settled).
-    pub fn window_closed(&mut self) {
-        self.this_window.clear();
+    /// The open start window closes at `at` (the app is ready and settled).
+    pub fn closed(&mut self, at: Instant) {
+        if let Some(w) = self.windows.back_mut().filter(|w| w.closed.is_none()) {
+            w.closed = Some(at);
+        }
+    }
+
+    /// `path` changed at `at`.
+    pub fn seen(&mut self, path: &Path, at: Instant) {
+        let window = self
+            .windows
+            .iter()
+            .rev()
+            .find(|w| w.holds(at))
+            .map(|w| w.id);
+        match window {
+            None => {
+                self.outside.insert(path.to_path_buf());
+            }
+            Some(id) => {
+                let entry = self.counted.entry(path.to_path_buf()).or_insert((0, 0));
+                if entry.0 != id {
+                    *entry = (id, entry.1 + 1);
+                }
+            }
+        }
     }
 
     fn is_echo(&self, path: &PathBuf) -> bool {
-        !self.outside.contains(path) && self.windows.get(path).is_some_and(|&n| n >= WINDOWS)
+        !self.outside.contains(path) && self.counted.get(path).is_some_and(|&(_, n)| n >= WINDOWS)
     }
 
     /// Splits a batch into the changes that reload and the echoes.
@@ -68,23 +122,29 @@ impl EchoGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     enum Step {
-        /// A change: path, during a start window.
-        Seen(&'static str, bool),
-        Closed,
+        /// A change: path, at this many ms.
+        Seen(&'static str, u64),
+        /// A start window opens / closes at this many ms.
+        Open(u64),
+        Close(u64),
         /// The batch's paths, what reloads, what is said.
         Sort(Vec<&'static str>, Vec<&'static str>, Vec<&'static str>),
     }
     use Step::*;
 
     fn run(steps: Vec<Step>) {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut g = EchoGuard::default();
         let paths = |v: Vec<&str>| v.into_iter().map(PathBuf::from).collect::<Vec<_>>();
         for (n, step) in steps.into_iter().enumerate() {
             match step {
-                Seen(p, starting) => g.seen(Path::new(p), starting),
-                Closed => g.window_closed(),
+                Seen(p, at) => g.seen(Path::new(p), ms(at)),
+                Open(at) => g.opened(ms(at)),
+                Close(at) => g.closed(ms(at)),
                 Sort(batch, reload, said) => {
                     let got = g.sort(paths(batch));
                     let want = Sorted {
@@ -101,20 +161,44 @@ mod tests {
     fn a_file_written_at_each_start_reloads_once_then_is_an_echo() {
         run(vec![
             // The first start writes it: one reload (it could be the user's).
-            Seen("started.txt", true),
-            Closed,
+            Open(0),
+            Seen("started.txt", 10),
+            Close(20),
             Sort(vec!["started.txt"], vec!["started.txt"], vec![]),
-            // That reload's start writes it again: an echo, said once.
-            Seen("started.txt", true),
-            Seen("started.txt", true),
-            Closed,
+            // That reload's start writes it again (twice): an echo, said once.
+            Open(100),
+            Seen("started.txt", 110),
+            Seen("started.txt", 120),
+            Close(130),
             Sort(vec!["started.txt"], vec![], vec!["started.txt"]),
             // The user edits the app: it reloads; its start's echo is dropped silently.
-            Seen("server.js", false),
+            Seen("server.js", 200),
             Sort(vec!["server.js"], vec!["server.js"], vec![]),
-            Seen("started.txt", true),
-            Closed,
+            Open(300),
+            Seen("started.txt", 310),
+            Close(320),
             Sort(vec!["started.txt"], vec![], vec![]),
+        ]);
+    }
+
+    #[test]
+    fn a_change_is_placed_by_when_it_happened_not_when_it_arrived() {
+        run(vec![
+            // Each start's write reaches the guard after its window closed, even after the
+            // next one opened: it still counts for the window it happened in.
+            Open(0),
+            Close(20),
+            Seen("started.txt", 10),
+            Open(100),
+            Seen("started.txt", 15),
+            Close(120),
+            Seen("started.txt", 110),
+            Sort(vec!["started.txt"], vec![], vec!["started.txt"]),
+            // Between windows: the user's.
+            Seen("lib.js", 60),
+            Seen("lib.js", 105),
+            Seen("lib.js", 115),
+            Sort(vec!["lib.js"], vec!["lib.js"], vec![]),
         ]);
     }
 
@@ -122,13 +206,15 @@ mod tests {
     fn a_file_the_user_edits_is_never_an_echo() {
         run(vec![
             // Saved once outside a start, then again during two reloads in a row.
-            Seen("app.js", false),
+            Seen("app.js", 0),
             Sort(vec!["app.js"], vec!["app.js"], vec![]),
-            Seen("app.js", true),
-            Closed,
+            Open(10),
+            Seen("app.js", 11),
+            Close(12),
             Sort(vec!["app.js"], vec!["app.js"], vec![]),
-            Seen("app.js", true),
-            Closed,
+            Open(20),
+            Seen("app.js", 21),
+            Close(22),
             Sort(vec!["app.js"], vec!["app.js"], vec![]),
         ]);
     }
@@ -136,12 +222,28 @@ mod tests {
     #[test]
     fn a_batch_with_an_echo_and_a_real_change_reloads_for_the_change() {
         run(vec![
-            Seen("pid.txt", true),
-            Closed,
-            Seen("pid.txt", true),
-            Closed,
-            Seen("lib.js", true),
+            Open(0),
+            Seen("pid.txt", 1),
+            Close(2),
+            Open(10),
+            Seen("pid.txt", 11),
+            Seen("lib.js", 11),
             Sort(vec!["pid.txt", "lib.js"], vec!["lib.js"], vec!["pid.txt"]),
         ]);
+    }
+
+    #[test]
+    fn only_the_recent_windows_are_remembered() {
+        let t0 = Instant::now();
+        let mut g = EchoGuard::default();
+        for n in 0..10u64 {
+            g.opened(t0 + Duration::from_millis(n * 10));
+            g.opened(t0 + Duration::from_millis(n * 10 + 1));
+            g.closed(t0 + Duration::from_millis(n * 10 + 5));
+        }
+        assert_eq!(g.windows.len(), RECENT + 1);
+        // A change from a forgotten window counts as outside one.
+        g.seen(Path::new("x"), t0 + Duration::from_millis(2));
+        assert!(g.outside.contains(Path::new("x")));
     }
 }

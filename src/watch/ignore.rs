@@ -3,7 +3,8 @@
 //! hotrun's defaults always apply (PM2 drops its defaults as soon as `ignore_watch` is set,
 //! so adding 'logs' starts watching node_modules: PM2 issues #3318, #5061):
 //! `node_modules` at any depth, dot-files and dot-directories (.git, .next, ...), editors'
-//! temporary files (`*.swp`, `*~`, `.#*`, vim's `4913`), and the app's own log files.
+//! temporary files (`*.swp`, `*~`, `.#*`, vim's `4913`), the app's own log files with
+//! their per-instance and rotated forms, and hotrun's runtime folder.
 //! `ignore_watch` entries follow PM2/chokidar: relative to the app's cwd; a plain name or
 //! path (`node_modules`, `logs`, `src/gen`) means that path and everything under it; a glob
 //! (`*.log`, `logs/**`) matches as written, `*` not crossing `/`. An entry starting with
@@ -33,7 +34,8 @@ pub struct IgnoreSet {
     defaults: GlobSet,
     user: GlobSet,
     negated: GlobSet,
-    /// The app's own log files (exact paths and their `-<id>` forms).
+    /// hotrun's own files: the app's logs (exact, `-<id>` and rotated forms), the runtime
+    /// folder and what is in it.
     own_files: GlobSet,
 }
 
@@ -78,11 +80,12 @@ fn add_entry(set: &mut GlobSetBuilder, entry: &str) -> Result<(), BadPattern> {
 }
 
 impl IgnoreSet {
-    /// Rules for an app whose cwd is `cwd`, from its `ignore_watch` and its log files.
+    /// Rules for an app whose cwd is `cwd`, from its `ignore_watch`, and hotrun's own
+    /// files and folders (`own_paths`: the app's log files, hotrun's runtime folder).
     pub fn new(
         cwd: &Path,
         ignore_watch: &[String],
-        log_files: &[PathBuf],
+        own_paths: &[PathBuf],
     ) -> Result<IgnoreSet, BadPattern> {
         let mut defaults = GlobSetBuilder::new();
         for d in DEFAULTS {
@@ -96,17 +99,23 @@ impl IgnoreSet {
             }
         }
         let mut own = GlobSetBuilder::new();
-        for file in log_files {
-            let text = file.display().to_string();
-            own.add(Glob::new(&globset::escape(&text)).map_err(|e| BadPattern {
-                pattern: text.clone(),
-                reason: e.to_string(),
-            })?);
-            // PM2's per-instance names: out.log -> out-3.log.
+        for file in own_paths {
+            let text = globset::escape(&file.display().to_string());
+            // The path, everything in it (the runtime folder), its rotated forms
+            // (out.log.1, out.log.2.gz).
+            for pattern in [text.clone(), format!("{text}/**"), format!("{text}.*")] {
+                own.add(Glob::new(&pattern).map_err(|e| BadPattern {
+                    pattern: pattern.clone(),
+                    reason: e.to_string(),
+                })?);
+            }
+            // PM2's per-instance names: out.log -> out-3.log; pm2-logrotate's rotated
+            // names: out__2026-12-03_12-00-00.log, out-3__2026-....log.
             let per_instance = crate::logs::instance_path(file, 0).display().to_string();
             if let Some((head, tail)) = per_instance.rsplit_once("-0") {
-                let pattern = format!("{}-*{}", globset::escape(head), globset::escape(tail));
-                own.add(glob(&pattern)?);
+                let head = globset::escape(head);
+                own.add(glob(&format!("{head}-*{}", globset::escape(tail)))?);
+                own.add(glob(&format!("{head}__*"))?);
             }
         }
         let build = |b: GlobSetBuilder| {
@@ -196,13 +205,14 @@ mod tests {
     }
 
     #[test]
-    fn the_apps_own_log_files_are_ignored_wherever_they_are() {
+    fn hotruns_own_files_are_ignored_wherever_they_are_rotated_too() {
         let s = IgnoreSet::new(
             Path::new("/app"),
             &[],
             &[
                 PathBuf::from("/app/out.log"),
                 PathBuf::from("/var/log/web.err"),
+                PathBuf::from("/app/run"),
             ],
         )
         .unwrap();
@@ -212,8 +222,15 @@ mod tests {
             ("/app/out-0.log", true),
             ("/app/out-12.log", true),
             ("/app/outside.log", false),
+            ("/app/out.log.1", true),
+            ("/app/out.log.2.gz", true),
+            ("/app/out__2026-12-03_12-00-00.log", true),
+            ("/app/out-2__2026-12-03_12-00-00.log", true),
+            ("/app/outdated.js", false),
             ("/var/log/web.err", true),
             ("/var/log/web-3.err", true),
+            ("/app/run/x", true),
+            ("/app/runner.js", false),
         ] {
             assert_eq!(s.ignored(root, Path::new(path)), want, "{path}");
         }

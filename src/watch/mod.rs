@@ -1,39 +1,50 @@
-//! File watching: one notify watcher for all apps, one watch per kept folder.
+//! File watching: one watcher for all apps, one watch per kept folder.
 //!
 //! notify's recursive mode cannot skip ignored folders (notify #204), and a Next.js
 //! checkout holds tens of thousands of folders in node_modules, each an inotify watch. So
-//! hotrun walks each app's watch roots itself (`ignore::WalkBuilder` with `filter_entry`,
-//! which cuts off a whole ignored subtree), watches each kept folder non-recursively,
-//! watches folders created later, forgets removed ones, and walks everything again when
-//! the kernel's queue overflowed. Running out of watches is an error that names the limit.
+//! hotrun walks each app's watch roots itself (walk.rs: a whole ignored subtree is cut
+//! off), watches each kept folder non-recursively, watches folders created later, forgets
+//! removed ones, and walks everything again when the kernel's queue overflowed. Running out
+//! of watches is an error that names the limit.
 //!
-//! notify's thread only queues raw events and wakes the event loop; the loop sorts them
-//! into per-app changes and debounces them itself (a trailing `watch_delay` window, so a
-//! burst is one reload and no thread polls while nothing happens).
+//! The parent of each root is watched too, for the root's return: `rm -rf dist && mkdir
+//! dist`, or an editor's atomic save of a root that is a file (a rename over it), is seen,
+//! walked again and counted as one change. Symbolic links are followed as PM2 does: a link
+//! to a file is watched itself, a link to a folder outside the tree is walked through it,
+//! up to `LINKED_FOLDERS` folders; a link back into the tree (`ln -s . self`) or above it
+//! is a loop and adds nothing; one folder reached by two paths is watched once.
+//!
+//! Events come through notify-debouncer-full (front.rs); `collect` sorts them into changed
+//! paths per app, with the time each happened, and the event loop debounces those (a
+//! trailing `watch_delay` window, so a burst is one reload).
 
 pub mod echo;
+mod front;
 pub mod ignore;
+mod scope;
+mod walk;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
-use notify::{Event, RecursiveMode, Watcher as _};
+use notify_debouncer_full::notify::{
+    self,
+    event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode},
+};
 use tokio::sync::Notify;
 
+use self::front::{Front, Queue, Shared, Tap};
 pub use self::ignore::IgnoreSet;
+pub use self::scope::AppWatch;
+use self::scope::Scope;
+use self::walk::Link;
 
-/// Raw events kept between two passes of the event loop, at most.
-const MAX_QUEUED: usize = 50_000;
-
-/// What one app watches.
-pub struct AppWatch {
-    pub app: usize,
-    pub roots: Vec<PathBuf>,
-    pub ignore: IgnoreSet,
-}
+/// Folders followed through symbolic links out of one walk's tree, at most (a link to
+/// /usr or to / must not cost the machine its watches).
+const LINKED_FOLDERS: usize = 1_000;
 
 /// Why watching could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -58,47 +69,58 @@ pub enum WatchError {
     Other { path: String, detail: String },
 }
 
-/// What notify's thread hands to the event loop.
-#[derive(Default)]
-struct Queue {
-    events: Vec<Event>,
-    overflow: bool,
-}
-
-/// The watcher of every app, and the folders it watches.
+/// The watcher of every app, and what it watches.
 pub struct Watcher {
-    inner: Box<dyn notify::Watcher + Send>,
-    apps: Vec<AppWatch>,
-    watched: HashSet<PathBuf>,
-    queue: Arc<Mutex<Queue>>,
-    config: Option<PathBuf>,
-    /// hotrun's own stdout and stderr when they are files (device, inode): what hotrun
-    /// writes there (`hotrun > hotrun.log`, `nohup`'s nohup.out) is no change of an app.
-    own: Vec<(u64, u64)>,
+    front: Front,
+    scope: Arc<Scope>,
+    tap: Arc<Tap>,
+    /// Every watched path, with the (device, inode) it had when its watch was placed.
+    watched: HashMap<PathBuf, (u64, u64)>,
+    /// The same by inode: a folder reached by two paths (a link) is watched once.
+    inodes: HashMap<(u64, u64), PathBuf>,
+    queue: Shared,
+    /// Links already said to be too big to follow.
+    said: HashSet<PathBuf>,
+    notes: Vec<String>,
 }
 
-/// The (device, inode) of hotrun's stdout and stderr, those that are regular files.
-fn own_output_files() -> Vec<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut own = Vec::new();
-    for fd in ["/proc/self/fd/1", "/proc/self/fd/2"] {
-        if let Ok(meta) = std::fs::metadata(fd) {
-            if meta.is_file() && !own.contains(&(meta.dev(), meta.ino())) {
-                own.push((meta.dev(), meta.ino()));
-            }
-        }
-    }
-    own
+/// The changes of one app in one pass.
+#[derive(Debug)]
+pub struct AppChanges {
+    /// The app's index in the plan.
+    pub app: usize,
+    /// Each changed path, once, with the time of its latest event.
+    pub paths: Vec<(PathBuf, Instant)>,
 }
 
 /// What `collect` found.
 #[derive(Debug, Default)]
 pub struct Collected {
-    /// Changed paths of each app (by its index in the plan).
-    pub changes: Vec<(usize, Vec<PathBuf>)>,
+    pub changes: Vec<AppChanges>,
     /// The ecosystem file changed.
     pub config_changed: bool,
     pub errors: Vec<WatchError>,
+    /// What the user should know (a link not followed).
+    pub notes: Vec<String>,
+}
+
+impl Collected {
+    fn note(&mut self, app: usize, path: &Path, at: Instant) {
+        let entry = match self.changes.iter_mut().position(|c| c.app == app) {
+            Some(i) => &mut self.changes[i],
+            None => {
+                self.changes.push(AppChanges {
+                    app,
+                    paths: Vec::new(),
+                });
+                self.changes.last_mut().expect("pushed")
+            }
+        };
+        match entry.paths.iter_mut().find(|(p, _)| p == path) {
+            Some((_, t)) => *t = (*t).max(at),
+            None => entry.paths.push((path.to_path_buf(), at)),
+        }
+    }
 }
 
 fn classify(path: &Path, err: notify::Error, held: usize) -> WatchError {
@@ -127,7 +149,7 @@ fn classify(path: &Path, err: notify::Error, held: usize) -> WatchError {
 }
 
 /// Whether an event says something changed (opening or reading a file does not).
-fn is_change(kind: &EventKind) -> bool {
+pub(super) fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
@@ -137,60 +159,63 @@ fn is_change(kind: &EventKind) -> bool {
 
 impl Watcher {
     /// Starts watching every app's roots. `poll` switches to polling at that interval
-    /// (for filesystems without native events).
+    /// (for filesystems without native events); `shortest_delay` is the shortest
+    /// `watch_delay` of the apps (the debouncer holds events half of it).
     /// `config`, when given, is the ecosystem file: its changes are reported apart
     /// (`hotrun watch` reloads every app then). `wake` is notified when events wait.
     pub fn start(
         apps: Vec<AppWatch>,
         config: Option<PathBuf>,
         poll: Option<Duration>,
+        shortest_delay: Duration,
         wake: Arc<Notify>,
     ) -> Result<Watcher, WatchError> {
-        let queue = Arc::new(Mutex::new(Queue::default()));
-        let (q, w) = (queue.clone(), wake);
-        let handler = move |res: notify::Result<Event>| {
-            let mut queue = q.lock().unwrap_or_else(|e| e.into_inner());
-            match res {
-                Ok(ev) if queue.events.len() < MAX_QUEUED => queue.events.push(ev),
-                // Too many, or an error of the backend: look at everything again.
-                _ => queue.overflow = true,
-            }
-            drop(queue);
-            w.notify_one();
-        };
-        let settings = notify::Config::default();
-        let inner: Box<dyn notify::Watcher + Send> = match poll {
-            Some(interval) => Box::new(
-                notify::PollWatcher::new(handler, settings.with_poll_interval(interval))
-                    .map_err(|e| classify(Path::new("."), e, 0))?,
-            ),
-            None => Box::new(
-                notify::RecommendedWatcher::new(handler, settings)
-                    .map_err(|e| classify(Path::new("."), e, 0))?,
-            ),
-        };
+        let queue: Shared = Arc::new(Mutex::new(Queue::default()));
+        let scope = Arc::new(Scope::new(apps, config));
+        let tap = Arc::new(Tap::new(scope.clone()));
+        let hold = front::hold_for(shortest_delay);
+        let front = Front::start(hold, poll, tap.clone(), queue.clone(), wake)
+            .map_err(|e| classify(Path::new("."), e, 0))?;
         let mut watcher = Watcher {
-            inner,
-            apps,
-            watched: HashSet::new(),
+            front,
+            scope,
+            tap,
+            watched: HashMap::new(),
+            inodes: HashMap::new(),
             queue,
-            config: config.clone(),
-            own: own_output_files(),
+            said: HashSet::new(),
+            notes: Vec::new(),
         };
-        for i in 0..watcher.apps.len() {
-            for root in watcher.apps[i].roots.clone() {
-                watcher.walk(i, &root, &root)?;
+        watcher.place_everything()?;
+        Ok(watcher)
+    }
+
+    /// Every app's roots, their parents, the ecosystem file's folder.
+    fn place_everything(&mut self) -> Result<(), WatchError> {
+        for i in 0..self.scope.apps.len() {
+            for root in self.scope.apps[i].roots.clone() {
+                self.walk(i, &root, &root)?;
+                if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    self.add(parent)?;
+                }
             }
         }
-        if let Some(folder) = config.as_deref().and_then(Path::parent) {
-            watcher.add(folder)?;
+        if let Some(folder) = self.scope.config.clone().as_deref().and_then(Path::parent) {
+            self.add(folder)?;
         }
-        Ok(watcher)
+        Ok(())
     }
 
     /// The ecosystem file, when its changes are reported.
     pub fn config_file(&self) -> Option<&Path> {
-        self.config.as_deref()
+        self.scope.config.as_deref()
+    }
+
+    /// When app `app` (its index in the plan) last changed, as the backend saw it: the
+    /// change may not have been handed over yet.
+    pub fn last_change(&self, app: usize) -> Option<Instant> {
+        let i = self.scope.apps.iter().position(|a| a.app == app)?;
+        self.tap.last_change(i)
     }
 
     /// How many folders and files are watched.
@@ -198,126 +223,210 @@ impl Watcher {
         self.watched.len()
     }
 
+    /// What the user should know from setting up (links not followed).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
     /// Watches `start` and every kept folder below it, for app `i` whose root is `root`.
     fn walk(&mut self, i: usize, root: &Path, start: &Path) -> Result<(), WatchError> {
-        let ignore = self.apps[i].ignore.clone();
-        let root_owned = root.to_path_buf();
-        let walker = ::ignore::WalkBuilder::new(start)
-            .standard_filters(false)
-            .hidden(false)
-            .follow_links(false)
-            .filter_entry(move |e| !ignore.ignored(&root_owned, e.path()))
-            .build();
-        for entry in walker.flatten() {
-            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-            // Folders, and a root that is a file (`watch: ['server.js']`).
-            if is_dir || entry.path() == root {
-                self.add(entry.path())?;
+        let mut budget = LINKED_FOLDERS;
+        let found = walk::scan(start, root, &self.scope.apps[i].ignore, usize::MAX);
+        self.place(i, root, found, &mut budget)
+    }
+
+    fn place(
+        &mut self,
+        i: usize,
+        root: &Path,
+        found: walk::Found,
+        budget: &mut usize,
+    ) -> Result<(), WatchError> {
+        for place in &found.places {
+            // A root that is a plain file is seen through its folder's watch, which also
+            // sees it replaced (an editor's atomic save).
+            if std::fs::symlink_metadata(place).is_ok_and(|m| m.is_file()) {
+                continue;
             }
+            self.add(place)?;
+        }
+        for link in &found.links {
+            self.follow(i, root, link, budget)?;
         }
         Ok(())
     }
 
+    /// Follows a symbolic link found under `root`, if it leads somewhere new.
+    fn follow(
+        &mut self,
+        i: usize,
+        root: &Path,
+        link: &Path,
+        budget: &mut usize,
+    ) -> Result<(), WatchError> {
+        let root_real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        match walk::classify(link, root, &root_real, &self.scope.apps[i].ignore) {
+            Link::Dangling | Link::Loop | Link::Walked => Ok(()),
+            Link::File => self.add(link),
+            Link::Follow(target) => {
+                let known = std::fs::metadata(link)
+                    .is_ok_and(|m| self.inodes.contains_key(&(m.dev(), m.ino())));
+                if known {
+                    return Ok(());
+                }
+                let found = walk::scan(link, root, &self.scope.apps[i].ignore, *budget);
+                if found.over {
+                    if self.said.insert(link.to_path_buf()) {
+                        self.notes.push(format!(
+                            "{} leads to {}, more than the {LINKED_FOLDERS} folders hotrun \
+                             follows through links: not watched (name it in watch to watch \
+                             it all, or add it to ignore_watch)",
+                            link.display(),
+                            target.display()
+                        ));
+                    }
+                    return Ok(());
+                }
+                *budget -= found.places.len();
+                self.place(i, root, found, budget)
+            }
+        }
+    }
+
     fn add(&mut self, path: &Path) -> Result<(), WatchError> {
-        if self.watched.contains(path) {
+        if self.watched.contains_key(path) {
             return Ok(());
         }
-        match self.inner.watch(path, RecursiveMode::NonRecursive) {
+        // Gone between the walk and the watch: nothing to watch.
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let id = (meta.dev(), meta.ino());
+        if self.inodes.contains_key(&id) {
+            return Ok(());
+        }
+        match self.front.watch(path) {
             Ok(()) => {
-                self.watched.insert(path.to_path_buf());
+                self.watched.insert(path.to_path_buf(), id);
+                self.inodes.insert(id, path.to_path_buf());
                 Ok(())
             }
-            // Gone between the walk and the watch: nothing to watch.
             Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => Ok(()),
             Err(e) => Err(classify(path, e, self.watched.len())),
         }
     }
 
-    /// Whether `path` is one of hotrun's own output files, by any name.
-    fn is_own(&self, path: &Path) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        !self.own.is_empty()
-            && std::fs::metadata(path).is_ok_and(|m| self.own.contains(&(m.dev(), m.ino())))
+    /// Forgets `path` and every watch below it (it was removed or renamed away).
+    fn forget(&mut self, path: &Path) {
+        let gone: Vec<PathBuf> = self
+            .watched
+            .keys()
+            .filter(|p| p.starts_with(path))
+            .cloned()
+            .collect();
+        for p in gone {
+            if let Some(id) = self.watched.remove(&p) {
+                self.inodes.remove(&id);
+            }
+            self.front.unwatch(&p);
+        }
     }
 
-    /// Takes the queued events and sorts them into changed paths per app; watches
-    /// folders that appeared and forgets removed ones. Errors (running out of watches
-    /// for a new folder) are returned beside the changes.
+    /// Forgets watches whose path is gone or now names another file (events were lost).
+    fn prune(&mut self) {
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|(p, id)| std::fs::metadata(p).map_or(true, |m| (m.dev(), m.ino()) != **id))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in stale {
+            self.forget(&p);
+        }
+    }
+
+    /// `path` appeared (created, or renamed into place): watch what is new there. A folder
+    /// (or a root that came back) is walked; a new link is followed within bounds.
+    fn appeared(&mut self, path: &Path, errors: &mut Vec<WatchError>) {
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
+        let owners: Vec<(usize, PathBuf)> = self
+            .scope
+            .owners(path)
+            .map(|(i, r)| (i, r.to_path_buf()))
+            .collect();
+        for (i, root) in owners {
+            let placed = if is_link && path != root {
+                self.follow(i, &root, path, &mut LINKED_FOLDERS.clone())
+            } else if path.is_dir() || path == root {
+                self.walk(i, &root, path)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = placed {
+                errors.push(e);
+            }
+        }
+    }
+
+    /// Takes the queued events and sorts them into changed paths per app; watches what
+    /// appeared and forgets what went. Errors (running out of watches for a new folder)
+    /// are returned beside the changes.
     pub fn collect(&mut self) -> Collected {
         let Queue { events, overflow } =
             std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut changes: Vec<(usize, Vec<PathBuf>)> = Vec::new();
-        let mut errors = Vec::new();
-        let mut config_changed = false;
-        let mut note = |app: usize, path: &Path| match changes.iter_mut().find(|(a, _)| *a == app) {
-            Some((_, paths)) => {
-                if !paths.iter().any(|p| p == path) {
-                    paths.push(path.to_path_buf());
-                }
-            }
-            None => changes.push((app, vec![path.to_path_buf()])),
-        };
-
+        let mut found = Collected::default();
         if overflow || events.iter().any(|e| e.need_rescan()) {
             // The kernel dropped events: walk everything again and call it a change.
-            for i in 0..self.apps.len() {
-                for root in self.apps[i].roots.clone() {
-                    if let Err(e) = self.walk(i, &root, &root) {
-                        errors.push(e);
-                    }
-                    note(self.apps[i].app, &root);
+            self.prune();
+            if let Err(e) = self.place_everything() {
+                found.errors.push(e);
+            }
+            let now = Instant::now();
+            for app in &self.scope.apps {
+                for root in &app.roots {
+                    found.note(app.app, root, now);
                 }
             }
         }
         for event in &events {
-            if !is_change(&event.kind) {
+            if !is_change(&event.kind) || event.paths.is_empty() {
                 continue;
             }
-            let appeared = matches!(
-                event.kind,
-                EventKind::Create(CreateKind::Folder | CreateKind::Any)
-                    | EventKind::Modify(ModifyKind::Name(
-                        RenameMode::To | RenameMode::Both | RenameMode::Any
-                    ))
-            );
+            let (gone, came): (&[PathBuf], &[PathBuf]) = match event.kind {
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                    (&event.paths, &[])
+                }
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.split_at(1),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Any))
+                    if !event.paths[0].exists() =>
+                {
+                    (&event.paths, &[])
+                }
+                EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_)) => {
+                    (&[], &event.paths)
+                }
+                _ => (&[], &[]),
+            };
+            for path in gone {
+                self.forget(path);
+            }
+            for path in came {
+                self.appeared(path, &mut found.errors);
+            }
             for path in &event.paths {
-                if matches!(event.kind, EventKind::Remove(_)) && self.watched.remove(path) {
-                    let _ = self.inner.unwatch(path);
-                }
-                if self.config.as_deref() == Some(path.as_path()) {
-                    config_changed = true;
+                if self.scope.is_config(path) {
+                    found.config_changed = true;
                     continue;
                 }
-                if self.is_own(path) {
+                if self.scope.is_own(path) {
                     continue;
                 }
-                for i in 0..self.apps.len() {
-                    let Some(root) = self.apps[i]
-                        .roots
-                        .iter()
-                        .find(|r| path.starts_with(r))
-                        .cloned()
-                    else {
-                        continue;
-                    };
-                    if self.apps[i].ignore.ignored(&root, path) {
-                        continue;
-                    }
-                    note(self.apps[i].app, path);
-                    if appeared && path.is_dir() {
-                        // Files may have been written in it before its watch existed: the
-                        // folder itself counts as the change.
-                        if let Err(e) = self.walk(i, &root, path) {
-                            errors.push(e);
-                        }
-                    }
+                for (i, _) in self.scope.owners(path) {
+                    found.note(self.scope.apps[i].app, path, event.time);
                 }
             }
         }
-        Collected {
-            changes,
-            config_changed,
-            errors,
-        }
+        found.notes = self.take_notes();
+        found
     }
 }

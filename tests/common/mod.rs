@@ -370,3 +370,19 @@ pub fn cannot_run(why: &str) {
     );
     eprintln!("not run: {why}");
 }
+
+/// inotify watches the runner holds, from /proc/PID/fdinfo.
+pub fn inotify_watches(pid: i32) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        n += text
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count();
+    }
+    n
+}
