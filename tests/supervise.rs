@@ -261,6 +261,51 @@ fn a_stop_signal_delivered_twice_at_once_still_stops_gracefully() {
     );
 }
 
+#[test]
+fn hotrun_under_timeout_s_int_stops_gracefully() {
+    // coreutils' `timeout -s INT` (a CI step's time limit): it sends SIGINT to hotrun and
+    // then to its own process group, which hotrun is in: two SIGINTs at once, for real.
+    let dir = js_config(&format!(
+        "{{ name: 'grace', script: '{}', instances: 2, kill_timeout: 5000 }}",
+        app("graceful.js")
+    ));
+    let mut h = Hotrun::start_with(
+        Command::new("timeout")
+            .args(["--preserve-status", "-s", "INT", "6"])
+            .arg(HOTRUN)
+            .current_dir(dir.path()),
+    );
+    // Should the test fail before `timeout` fires, hotrun (not `timeout`) is killed.
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.0));
+            if comm.is_ok_and(|c| c.trim() == "hotrun") {
+                let pid = nix::unistd::Pid::from_raw(self.0);
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+    let st = wait_online(dir.path());
+    let hotrun = st["pid"].as_i64().map(|p| p as i32);
+    let _guard = hotrun.map(KillOnDrop);
+    let instances = pids(&st, "grace");
+    assert_eq!(instances.len(), 2, "{st}");
+    let status = h.wait_exit();
+    let out = h.output();
+    assert_eq!(status.code(), Some(0), "hotrun's own exit code: {out}");
+    assert!(
+        out.contains("SIGINT received: stopping every instance"),
+        "{out}"
+    );
+    assert!(!out.contains("killing every instance"), "{out}");
+    assert!(!out.contains("SIGKILL"), "{out}");
+    assert_eq!(out.matches("graceful shutdown").count(), 2, "{out}");
+    for pid in instances {
+        assert!(!alive(pid as i32), "instance {pid} is gone");
+    }
+}
+
 /// Pids of live processes whose environment holds `entry` (NAME=value).
 fn with_env(entry: &str) -> Vec<i32> {
     let mut pids = Vec::new();

@@ -155,6 +155,15 @@ function ticks(pid) {
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime (fields 14 and 15)
 }
+// VmRSS of a process, in kB (null once it is gone).
+function rssKb(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) : null;
+  } catch (_) {
+    return null;
+  }
+}
 function inotifyWatches(pid) {
   let n = 0;
   let fds = [];
@@ -468,6 +477,7 @@ async function measure(r) {
   await sleep(IDLE_S * 1000);
   res.idle_ticks = ticks(pid) - t0;
   res.idle_pid = pid;
+  res.rss_kb = rssKb(pid);
   log(`${r.name} idle ${IDLE_S} s: ${res.idle_ticks} ticks (pid ${pid})`);
 
   // Latency.
@@ -525,7 +535,8 @@ function table(results) {
     ['folders watched / inotify watches', (r) => `${r.dirs}/${r.watches}`, ''],
     [`setup with ignore_watch: ['logs'] (ms${IGNORE_RUNS > 1 ? ', median of ' + IGNORE_RUNS : ''})`, (r) => f(r.ignore_setup_ms), ''],
     ["  folders / inotify watches then", (r) => (r.ignore_dirs === undefined ? '-' : `${r.ignore_dirs}/${r.ignore_watches}`), ''],
-    [`runner CPU idle ${IDLE_S} s (ticks of 1/${HZ} s)`, (r) => String(r.idle_ticks), '0'],
+    [`runner CPU idle ${IDLE_S} s (ticks of 1/${HZ} s)`, (r) => String(r.idle_ticks), '<= 1'],
+    ['runner RSS, tree watched (MB)', (r) => (r.rss_kb == null ? '-' : (r.rss_kb / 1024).toFixed(1)), '< 10'],
   ];
   const w0 = Math.max(...rows.map((x) => x[0].length));
   const ws = cols.map((c, i) => Math.max(c.length, ...rows.map((x) => x[1](results[i]).length)));

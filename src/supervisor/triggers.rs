@@ -177,11 +177,13 @@ impl Supervisor {
             if !due {
                 continue;
             }
-            // A change the backend saw that is not handed over yet moves the window on.
+            // A change the backend saw since moves the window on; one not handed over yet
+            // is waited for.
             let delay = self.apps[a].plan.watch_delay;
-            let later = self.watcher.as_ref().and_then(|w| w.last_change(a));
-            if let (Some(c), Some(t)) = (self.apps[a].changes.as_mut(), later) {
-                let end = (t + delay).min(c.first + delay.max(MAX_DEBOUNCE));
+            let later = self.watcher.as_ref().and_then(|w| w.last_change(a, now));
+            if let (Some(c), Some((t, on_its_way))) = (self.apps[a].changes.as_mut(), later) {
+                let end = (t + delay).max(on_its_way.unwrap_or(t));
+                let end = end.min(c.first + delay.max(MAX_DEBOUNCE));
                 if end > now {
                     c.fire_at = end;
                     continue;

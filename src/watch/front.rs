@@ -7,11 +7,11 @@
 //! sends what is that old at each tick, so a burst longer than that arrives over several
 //! batches, and a change reaches the loop up to two holds after it happened.
 //!
-//! So that the loop's trailing `watch_delay` window still ends exactly that long after an
-//! app's last change, the backend under the debouncer is wrapped (`Tapped`): each raw
-//! change event stamps the time on the apps it concerns (`Tap`), lock-free. The loop ends
-//! a window only when no app's stamp is newer than the window allows; the hold is at most
-//! a quarter of the delay, so the paths are with the loop by then.
+//! So that the loop's trailing `watch_delay` window still ends that long after an app's
+//! last change, the backend under the debouncer is wrapped (`Tapped`): each raw change
+//! event stamps the time on the apps it concerns (`Tap`), lock-free. The loop ends a window
+//! only when no app's stamp is newer than the window allows and the change with the newest
+//! stamp has been handed over (or can no longer be: the debouncer may cancel events).
 //!
 //! The debouncer's thread only queues a batch and wakes the loop; a queue the loop has not
 //! taken for too long becomes one rescan instead of unbounded memory.
@@ -34,9 +34,12 @@ use super::scope::Scope;
 
 /// Events kept between two passes of the event loop, at most.
 const MAX_QUEUED: usize = 50_000;
-/// Bounds of the debouncer's hold (a quarter of the shortest `watch_delay`).
-const MIN_HOLD: Duration = Duration::from_millis(5);
-const MAX_HOLD: Duration = Duration::from_millis(50);
+/// Bounds of the debouncer's hold.
+const MIN_HOLD: Duration = Duration::from_millis(10);
+const MAX_HOLD: Duration = Duration::from_millis(250);
+/// How much later than the end of the window a change may reach the loop: the hold and
+/// one tick beyond the delay, at most (see `hold_for`).
+const LATE_BY: Duration = Duration::from_millis(16);
 
 /// What the debouncer's thread hands to the event loop.
 #[derive(Default)]
@@ -139,10 +142,13 @@ pub(super) enum Front {
     Poll(Debouncer<Tapped<PollWatcher>, NoCache>),
 }
 
-/// How long the debouncer holds an event (its tick is the same): a quarter of the shortest
-/// debounce, so a change is with the loop well before its trailing window ends.
+/// How long the debouncer holds an event; its tick is the same, so a change reaches the
+/// loop between one and two holds after it happened. Two holds are the delay plus
+/// `LATE_BY`: the window's end is at most that late, and the thread wakes as seldom as
+/// that allows while idle (every 58 ms for the default 100 ms; a wake-up costs ~90 µs of
+/// CPU on a small VM).
 pub(super) fn hold_for(shortest_delay: Duration) -> Duration {
-    (shortest_delay / 4).clamp(MIN_HOLD, MAX_HOLD)
+    ((shortest_delay + LATE_BY) / 2).clamp(MIN_HOLD, MAX_HOLD)
 }
 
 impl Front {
@@ -196,5 +202,23 @@ impl Front {
             Front::Native(d) => d.unwatch(path),
             Front::Poll(d) => d.unwatch(path),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hold_lets_a_change_reach_the_loop_at_most_16_ms_after_its_window() {
+        let ms = Duration::from_millis;
+        for (delay, hold) in [(0, 10), (4, 10), (100, 58), (300, 158), (2000, 250)] {
+            assert_eq!(hold_for(ms(delay)), ms(hold), "watch_delay {delay} ms");
+        }
+        // Two holds (the most a change waits in the debouncer) end within 16 ms of the
+        // window, wherever the hold is not at its bounds.
+        for delay in [20, 100, 300] {
+            assert!(hold_for(ms(delay)) * 2 <= ms(delay) + LATE_BY, "{delay}");
+        }
     }
 }

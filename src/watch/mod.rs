@@ -79,6 +79,10 @@ pub struct Watcher {
     /// The same by inode: a folder reached by two paths (a link) is watched once.
     inodes: HashMap<(u64, u64), PathBuf>,
     queue: Shared,
+    /// The debouncer's hold: a change reaches `collect` within two holds.
+    hold: Duration,
+    /// The time of the newest change handed over, per app (index in the scope).
+    delivered: Vec<Option<Instant>>,
     /// Links already said to be too big to follow.
     said: HashSet<PathBuf>,
     notes: Vec<String>,
@@ -176,6 +180,7 @@ impl Watcher {
         let hold = front::hold_for(shortest_delay);
         let front = Front::start(hold, poll, tap.clone(), queue.clone(), wake)
             .map_err(|e| classify(Path::new("."), e, 0))?;
+        let delivered = vec![None; scope.apps.len()];
         let mut watcher = Watcher {
             front,
             scope,
@@ -183,6 +188,8 @@ impl Watcher {
             watched: HashMap::new(),
             inodes: HashMap::new(),
             queue,
+            hold,
+            delivered,
             said: HashSet::new(),
             notes: Vec::new(),
         };
@@ -211,11 +218,15 @@ impl Watcher {
         self.scope.config.as_deref()
     }
 
-    /// When app `app` (its index in the plan) last changed, as the backend saw it: the
-    /// change may not have been handed over yet.
-    pub fn last_change(&self, app: usize) -> Option<Instant> {
+    /// When app `app` (its index in the plan) last changed as the backend saw it, and
+    /// whether that change may still be on its way to `collect` at `now`: then the
+    /// earliest time the loop can be sure it is not.
+    pub fn last_change(&self, app: usize, now: Instant) -> Option<(Instant, Option<Instant>)> {
         let i = self.scope.apps.iter().position(|a| a.app == app)?;
-        self.tap.last_change(i)
+        let last = self.tap.last_change(i)?;
+        let handed_over = self.delivered[i].is_some_and(|d| d >= last);
+        let sure_at = last + self.hold * 2 + Duration::from_millis(5);
+        Some((last, (!handed_over && now < sure_at).then_some(sure_at)))
     }
 
     /// How many folders and files are watched.
@@ -423,6 +434,7 @@ impl Watcher {
                 }
                 for (i, _) in self.scope.owners(path) {
                     found.note(self.scope.apps[i].app, path, event.time);
+                    self.delivered[i] = self.delivered[i].max(Some(event.time));
                 }
             }
         }
