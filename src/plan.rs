@@ -115,6 +115,9 @@ pub struct AppPlan {
     pub env: BTreeMap<String, String>,
     /// The variable that carries the instance id (`instance_var`, default NODE_APP_INSTANCE).
     pub instance_var: String,
+    /// `increment_var`: this variable is set to its value in `env` (0 if unset or not a
+    /// number) plus the instance id, as PM2 does.
+    pub increment_var: Option<String>,
     /// `port`, when set (also in `env` as PORT). hotrun binds it before the instances
     /// start and shares it with all of them.
     pub port: Option<u16>,
@@ -154,7 +157,7 @@ impl Plan {
 
 impl AppPlan {
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "name": self.name,
             "script": self.script,
             "args": self.args,
@@ -181,7 +184,15 @@ impl AppPlan {
             "ready_pattern": self.ready_pattern,
             "build": self.build,
             "build_timeout": ms(self.build_timeout),
-        })
+        });
+        // Present when set.
+        if let Some(var) = &self.increment_var {
+            v["increment_var"] = json!(var);
+        }
+        if let Some(format) = &self.logs.date_format {
+            v["log_date_format"] = json!(format);
+        }
+        v
     }
 
     /// PM2's `pm_id` of this app's instance `id`: apps are numbered on from the previous

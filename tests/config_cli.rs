@@ -183,6 +183,8 @@ const BROKEN: &[(&str, &[&str], i32, &str)] = &[
     ("instances_too_many.json5", &[], 4, "instances_too_many.json5:4:16: instances must be a number up to 1024 (each instance is a process), 'max' or -1 (got 100000)"),
     ("kill_timeout.json5", &[], 4, "kill_timeout.json5:1:47: kill_timeout must be a number of milliseconds (got \"soon\")"),
     ("autorestart.json5", &[], 4, "autorestart.json5:4:18: autorestart must be true or false (got \"yes\")"),
+    // PM2 7.0.4 refuses it as well ("Expect stop_exit_codes to be a typeof Array / Number").
+    ("stop_exit_codes_string.json5", &[], 4, "stop_exit_codes_string.json5:4:22: stop_exit_codes must be an exit code or an array of exit codes (got \"[0]\"): write stop_exit_codes: [0], without quotes (PM2 refuses the string too)"),
     ("env_number.json5", &[], 4, "env_number.json5:4:10: env must be an object of variable names and values (got 5)"),
     ("args_number.json5", &[], 4, "args_number.json5:4:11: args must be a string or an array of strings (got 42)"),
     (

@@ -308,7 +308,16 @@ pub fn resolve_app(
                 Value::Array(items) => items.iter().map(one).collect(),
                 other => one(other).map(|c| vec![c]),
             };
-            codes.ok_or_else(|| f.bad(k, v, "an exit code or an array of exit codes"))?
+            // PM2 (7.0.4) refuses a string that is not one number, such as '[0]', too.
+            let hint = match v {
+                Value::String(s) if s.trim_start().starts_with('[') => format!(
+                    ": write stop_exit_codes: {}, without quotes (PM2 refuses the string too)",
+                    s.trim()
+                ),
+                _ => String::new(),
+            };
+            let expected = "an exit code or an array of exit codes";
+            codes.ok_or_else(|| f.bad_because(k, v, expected, &hint))?
         }
     };
 
@@ -468,6 +477,15 @@ pub fn resolve_app(
     let instance_var = f
         .string("instance_var")?
         .map_or("NODE_APP_INSTANCE".to_string(), |(_, s)| s.to_string());
+    // PM2's `increment_var`: the variable is set to its value in env (0 when unset or not
+    // a number) plus the instance id.
+    let increment_var = match f.get("increment_var") {
+        None => None,
+        Some((_, Value::String(s))) if !s.is_empty() && !s.contains(['=', '\0']) => {
+            Some(s.to_string())
+        }
+        Some((k, v)) => return Err(f.bad(k, v, "the name of an environment variable")),
+    };
 
     let log_path = |canon: &str| -> Result<Option<PathBuf>, ConfigError> {
         match f.get(canon) {
@@ -491,10 +509,14 @@ pub fn resolve_app(
         }
     };
     let time = f.boolean("time", false)?;
-    let date_format = match f.string("log_date_format")? {
-        Some((_, s)) => Some(s.to_string()),
-        None if time => Some("YYYY-MM-DDTHH:mm:ss".to_string()),
-        None => None,
+    // `log_date_format: false` is in files PM2 runs: no date, as PM2 does (it refuses true).
+    let date_format = match f.get("log_date_format") {
+        Some((_, Value::Bool(false) | Value::Null)) => None,
+        _ => match f.string("log_date_format")? {
+            Some((_, s)) => Some(s.to_string()),
+            None if time => Some("YYYY-MM-DDTHH:mm:ss".to_string()),
+            None => None,
+        },
     };
     // PM2's quirk: merge_logs defaults to true when exec_mode (as written) is not cluster
     // and instances is unset, 0 or 'max'.
@@ -538,6 +560,7 @@ pub fn resolve_app(
         watch_poll,
         env,
         instance_var,
+        increment_var,
         port,
         listen,
         max_surge,

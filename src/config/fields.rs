@@ -32,11 +32,16 @@ impl<'a> Fields<'a> {
 
     /// `KEY must be EXPECTED (got VALUE)` at the value.
     pub fn bad(&self, written: &str, v: &Value, expected: &str) -> ConfigError {
+        self.bad_because(written, v, expected, "")
+    }
+
+    /// `bad`, with a hint after the value (`: write ... instead`).
+    pub fn bad_because(&self, written: &str, v: &Value, expected: &str, hint: &str) -> ConfigError {
         ConfigError::invalid(self.origin.msg(
             &self.path_of(written),
             Target::Value,
             Some(written),
-            &format!(" must be {expected} (got {})", show(v)),
+            &format!(" must be {expected} (got {}){hint}", show(v)),
         ))
     }
 

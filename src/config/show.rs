@@ -157,6 +157,9 @@ fn app_block(out: &mut String, a: &AppPlan) {
         line("logs", logs.join(", "));
     }
     line("instance", format!("id in {}", a.instance_var));
+    if let Some(var) = &a.increment_var {
+        line("increment", format!("{var} + instance id"));
+    }
     if a.env.is_empty() {
         line("env", "(none besides hotrun's own environment)".into());
     } else {

@@ -128,6 +128,26 @@ pub fn spawn_build(app: &AppPlan, command: &str) -> io::Result<SpawnedBuild> {
     })
 }
 
+/// PM2's `increment_var`: the variable's value (from the app's env, else hotrun's own; 0 when
+/// unset or not a number, as JavaScript's `Number(x) || 0`) plus the instance id.
+fn incremented(app: &AppPlan, var: &str, id: u32) -> String {
+    let written = app
+        .env
+        .get(var)
+        .cloned()
+        .or_else(|| std::env::var(var).ok());
+    let base = written
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite())
+        .unwrap_or(0.0);
+    let value = base + f64::from(id);
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
 /// Starts the instance. The returned pid leads a new process group.
 pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
     let app = req.app;
@@ -151,6 +171,11 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         .current_dir(&app.cwd)
         .envs(&app.env)
         .env(&app.instance_var, req.id.to_string())
+        .envs(
+            app.increment_var
+                .as_ref()
+                .map(|var| (var, incremented(app, var, req.id))),
+        )
         .env("pm_id", req.pm_id.to_string())
         .env("name", &app.name)
         .env("NODE_CHANNEL_FD", ipc_fd.to_string())
@@ -185,4 +210,34 @@ pub fn spawn(req: &SpawnRequest<'_>) -> io::Result<Spawned> {
         stderr,
         ipc: UnixStream::from(ours),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increment_var_adds_the_instance_id_to_the_written_value_as_pm2_does() {
+        let mut app = crate::supervisor::tests_support::app();
+        let table = [
+            (Some("4000"), 0, "4000"),
+            (Some("4000"), 2, "4002"),
+            (Some(" 8080 "), 1, "8081"),
+            (Some("abc"), 3, "3"),
+            (Some(""), 1, "1"),
+            (None, 4, "4"),
+            (Some("1.5"), 1, "2.5"),
+        ];
+        for (written, id, want) in table {
+            app.env.clear();
+            if let Some(w) = written {
+                app.env.insert("HOTRUN_TEST_INCR".into(), w.into());
+            }
+            assert_eq!(
+                incremented(&app, "HOTRUN_TEST_INCR", id),
+                want,
+                "{written:?} + {id}"
+            );
+        }
+    }
 }

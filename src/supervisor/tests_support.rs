@@ -39,6 +39,7 @@ pub fn app() -> AppPlan {
         watch_poll: None,
         env: BTreeMap::new(),
         instance_var: "NODE_APP_INSTANCE".into(),
+        increment_var: None,
         port: None,
         listen: vec![],
         max_surge: 1,
