@@ -14,6 +14,7 @@ pub mod memory;
 pub mod plan;
 pub mod process;
 pub mod runtime_dir;
+pub mod schedule;
 pub mod sockets;
 pub mod supervisor;
 pub mod watch;

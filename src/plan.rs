@@ -115,6 +115,8 @@ pub struct AppPlan {
     pub env: BTreeMap<String, String>,
     /// The variable that carries the instance id (`instance_var`, default NODE_APP_INSTANCE).
     pub instance_var: String,
+    /// `cron_restart`: a rolling reload at each time this cron expression names (checked).
+    pub cron_restart: Option<String>,
     /// `increment_var`: this variable is set to its value in `env` (0 if unset or not a
     /// number) plus the instance id, as PM2 does.
     pub increment_var: Option<String>,
@@ -186,6 +188,9 @@ impl AppPlan {
             "build_timeout": ms(self.build_timeout),
         });
         // Present when set.
+        if let Some(cron) = &self.cron_restart {
+            v["cron_restart"] = json!(cron);
+        }
         if let Some(var) = &self.increment_var {
             v["increment_var"] = json!(var);
         }

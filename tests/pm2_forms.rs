@@ -39,3 +39,41 @@ fn increment_var_gives_each_instance_the_value_plus_its_id_and_a_false_date_form
     assert_eq!(text.lines().next(), Some("plain line"), "{text}");
     assert!(!h.output().contains("not supported"), "{}", h.output());
 }
+
+#[test]
+fn cron_restart_with_seconds_reloads_under_load_failing_no_request() {
+    use common::http::free_port;
+    use common::node_load::{run_for, Clients};
+    let port = free_port();
+    // Every 2 s (PM2 accepts a seconds field: croner's syntax).
+    let dir = http_dir(port, "instances: 2, cron_restart: '*/2 * * * * *'");
+    let h = Hotrun::start(dir.path(), &[]);
+    let st = wait_online(dir.path());
+    let cron = &app_status(&st, "web")["cron_restart"];
+    assert_eq!(cron["expression"], "*/2 * * * * *", "{st}");
+    assert!(
+        cron["next"].as_str().is_some_and(|t| t.contains('T')),
+        "{st}"
+    );
+    // 16 clients, a new connection per request, for 5 s: two or three scheduled reloads.
+    let r = run_for(port, Clients::new(16), 5000);
+    assert!(
+        r.ok > 100 && r.failed == 0 && r.hung == 0,
+        "{r:?}\n{}",
+        h.output()
+    );
+    let done = h.count("reload done, every instance replaced");
+    eprintln!("cron_restart under load: {done} reloads; {r:?}");
+    assert!(done >= 2, "{done} reloads done\n{}", h.output());
+    assert!(
+        h.output()
+            .contains("web: cron_restart '*/2 * * * * *' -> reload")
+            && h.output().contains("rolling reload (cron_restart)"),
+        "{}",
+        h.output()
+    );
+    assert_eq!(
+        app_status(&status(dir.path()), "web")["last_reload"]["trigger"],
+        "cron_restart"
+    );
+}

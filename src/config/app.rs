@@ -477,6 +477,21 @@ pub fn resolve_app(
     let instance_var = f
         .string("instance_var")?
         .map_or("NODE_APP_INSTANCE".to_string(), |(_, s)| s.to_string());
+    // PM2's `cron_restart` (alias `cron`): 0 or '0' turns it off, as in PM2.
+    let cron_restart = match f.get("cron_restart") {
+        None => None,
+        Some((_, Value::Number(n))) if n.as_f64() == Some(0.0) => None,
+        Some((_, Value::String(s))) if s.trim() == "0" => None,
+        Some((k, v @ Value::String(s))) => match crate::schedule::parse(s) {
+            Ok(_) => Some(s.trim().to_string()),
+            Err(why) => {
+                let hint = format!(": {why}");
+                let expected = "a cron expression (5 fields, or 6 with seconds first)";
+                return Err(f.bad_because(k, v, expected, &hint));
+            }
+        },
+        Some((k, v)) => return Err(f.bad(k, v, "a cron expression, or 0 for none")),
+    };
     // PM2's `increment_var`: the variable is set to its value in env (0 when unset or not
     // a number) plus the instance id.
     let increment_var = match f.get("increment_var") {
@@ -554,6 +569,7 @@ pub fn resolve_app(
         restart_delay: f.ms("restart_delay", 0)?,
         exp_backoff_restart_delay: (!exp_backoff.is_zero()).then_some(exp_backoff),
         stop_exit_codes,
+        cron_restart,
         watch,
         ignore_watch,
         watch_delay: f.ms("watch_delay", 100)?,

@@ -26,6 +26,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "env",
     "instance_var",
     "increment_var",
+    "cron_restart",
     "port",
     "out_file",
     "error_file",
@@ -64,7 +65,6 @@ pub const NOT_SUPPORTED: &[&str] = &[
     "pid_file",
     "source_map_support",
     "disable_source_map_support",
-    "cron_restart",
     "vizion",
     "autostart",
     "execute_command",
@@ -266,7 +266,7 @@ mod tests {
             classify("autorestart"),
             KeyClass::Implemented("autorestart")
         );
-        assert_eq!(classify("cron"), KeyClass::NotSupported("cron_restart"));
+        assert_eq!(classify("cron"), KeyClass::Implemented("cron_restart"));
         assert_eq!(classify("user"), KeyClass::NotSupported("uid"));
         assert_eq!(
             classify("windowsHide"),

@@ -23,8 +23,8 @@ use crate::process::spawn::spawn_build;
 
 /// How many of its last output lines a failed build shows.
 const TAIL: usize = 10;
-/// How long after a build file changes are still taken as its own.
-const BUILD_ECHO: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long after a build's end a change is still taken as its own (its last writes).
+const BUILD_ECHO: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A build in progress.
 pub(super) struct Build {
@@ -220,8 +220,8 @@ impl Supervisor {
             return;
         };
         self.builds.remove(&b.pid);
-        // Events of the build's last writes may still be on their way.
-        self.apps[a].quiet_until = Some(now + BUILD_ECHO);
+        // Changes made while it ran are its own, whenever the watcher hands them over.
+        self.apps[a].last_build = Some((b.started, now + BUILD_ECHO));
         let name = self.apps[a].plan.name.clone();
         let live = self.shutdown == super::Shutdown::Running && !self.apps[a].removed;
         if !live {

@@ -28,6 +28,7 @@ mod requests;
 pub mod restart;
 pub mod rollout;
 mod runs;
+mod scheduled;
 pub mod slot;
 mod status;
 mod triggers;
@@ -190,8 +191,10 @@ struct AppState {
     ready_re: Option<regex::Regex>,
     /// The app's `build` while it runs.
     build: Option<build::Build>,
-    /// File changes until then are the last build's own (events still on their way).
-    quiet_until: Option<Instant>,
+    /// When the last build ran (from, to): file changes made then are its own output.
+    last_build: Option<(Instant, Instant)>,
+    /// `cron_restart`: the expression and its next run.
+    scheduled: Option<scheduled::Scheduled>,
 }
 
 impl AppState {
@@ -212,7 +215,8 @@ impl AppState {
             removed: false,
             ready_re: ready_regex(&plan),
             build: None,
-            quiet_until: None,
+            last_build: None,
+            scheduled: None,
             plan,
         }
     }
@@ -574,6 +578,9 @@ impl Supervisor {
         if let Some(t) = self.memory_check_at {
             wake = wake.min(t);
         }
+        if let Some(t) = self.schedule_deadline() {
+            wake = wake.min(t);
+        }
         if let Some(t) = self.ended_at {
             wake = wake.min(t + DRAIN_GRACE);
         }
@@ -714,6 +721,7 @@ impl Supervisor {
         self.check_build_timeouts(now);
         self.track_start_windows(now);
         self.fire_changes(now);
+        self.run_schedules(now);
         // Memory is sampled only while some app has a limit (no wake-ups otherwise).
         let limits = self
             .apps

@@ -30,6 +30,8 @@ pub enum Trigger {
     Watch,
     /// `rs` typed in `hotrun watch`.
     Console,
+    /// The app's `cron_restart` time came.
+    Cron,
     /// These slots' instances use more memory than `max_memory_restart`: only they are
     /// replaced.
     Memory { slots: Vec<usize> },
@@ -43,6 +45,7 @@ impl Trigger {
             Trigger::Check => "hotrun check",
             Trigger::Watch => "watch",
             Trigger::Console => "rs",
+            Trigger::Cron => "cron_restart",
             Trigger::Memory { .. } => "memory",
         }
     }

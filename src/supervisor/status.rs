@@ -53,9 +53,16 @@ impl Supervisor {
                         "at": l.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
                     })
                 });
+                let cron_restart = app.scheduled.as_ref().map(|s| {
+                    json!({
+                        "expression": s.expression,
+                        "next": s.next.map(|n| n.wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
+                    })
+                });
                 json!({
                     "name": app.plan.name,
                     "exec_mode": app.plan.exec_mode.as_str(),
+                    "cron_restart": cron_restart,
                     "reloading": app.rollout.is_some(),
                     "reloads": app.reloads,
                     "last_reload": last_reload,

@@ -40,6 +40,7 @@ pub fn app() -> AppPlan {
         env: BTreeMap::new(),
         instance_var: "NODE_APP_INSTANCE".into(),
         increment_var: None,
+        cron_restart: None,
         port: None,
         listen: vec![],
         max_surge: 1,

@@ -142,8 +142,17 @@ impl Supervisor {
             if self.shutdown != super::Shutdown::Running {
                 break;
             }
-            // What changes while the app builds is the build's own output.
-            if self.apps[a].build.is_some() || self.apps[a].quiet_until.is_some_and(|t| now < t) {
+            // What changes while the app builds is the build's own output, by the time
+            // it changed (the debouncer hands changes over later).
+            let building_since = self.apps[a].build.as_ref().map(|b| b.started);
+            let last_build = self.apps[a].last_build;
+            let by_build = |at: Instant| {
+                building_since.is_some_and(|s| at >= s)
+                    || last_build.is_some_and(|(from, to)| from <= at && at <= to)
+            };
+            let paths: Vec<(PathBuf, Instant)> =
+                paths.into_iter().filter(|(_, at)| !by_build(*at)).collect();
+            if paths.is_empty() {
                 continue;
             }
             let latest = paths.iter().map(|(_, t)| *t).max().unwrap_or(now).min(now);
