@@ -428,7 +428,7 @@ pub fn ready(global: &Global, verbose: bool) -> i32 {
 /// A table like `pm2 ls`.
 pub fn status_table(status: &Value) -> String {
     let mut rows = vec![[
-        "app", "id", "pid", "state", "ready by", "uptime", "restarts", "memory",
+        "app", "id", "pid", "state", "ready by", "uptime", "restarts", "cpu", "memory",
     ]
     .map(String::from)
     .to_vec()];
@@ -451,6 +451,9 @@ pub fn status_table(status: &Value) -> String {
                     .as_u64()
                     .map_or("-".into(), human_duration),
                 text(&inst["restarts"]).unwrap_or_default(),
+                inst["cpu_percent"]
+                    .as_f64()
+                    .map_or("-".into(), |p| format!("{p:.0}%")),
                 inst["memory_bytes"]
                     .as_u64()
                     .map_or("-".into(), human_bytes),

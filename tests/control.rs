@@ -126,3 +126,46 @@ fn while_hotrun_stops_reload_and_restart_are_refused_and_nothing_starts() {
         "no instance started during the stop"
     );
 }
+
+#[test]
+fn status_shows_each_instances_cpu_share_over_the_last_interval() {
+    let dir = config_dir(
+        "module.exports = { apps: [
+           { name: 'busy', script: 'sh', args: ['-c', 'while :; do :; done'] },
+           { name: 'idle', script: 'sh', args: ['-c', 'exec sleep 600'] },
+         ] };\n",
+    );
+    let h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    let cpu = |st: &serde_json::Value, app: &str| {
+        app_status(st, app)["instances"][0]["cpu_percent"]
+            .as_f64()
+            .unwrap_or(-1.0)
+    };
+    // Each reading covers the time since the previous one (at least 200 ms). On a loaded
+    // machine the loop may get less than a core for a while: read until it shows.
+    let mut seen = Vec::new();
+    wait_until("the busy instance shows over 50% of a core", || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let st = status(dir.path());
+        let (busy, idle) = (cpu(&st, "busy"), cpu(&st, "idle"));
+        seen.push((busy, idle));
+        assert!((0.0..5.0).contains(&idle), "idle at {idle}%: {seen:?}");
+        busy > 50.0
+    });
+    // The table has the column.
+    let out = hotrun_cmd(dir.path(), &["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table.lines().next().unwrap_or("");
+    assert!(
+        header.contains("cpu") && header.contains("memory"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("idle") && l.contains(" 0% ")),
+        "{table}"
+    );
+    drop(h);
+}

@@ -271,6 +271,8 @@ struct Supervisor {
     next_lane: u64,
     /// Where the instances' descendants that left their groups are (see process::tree).
     tree_index: Option<crate::process::tree::Index>,
+    /// The CPU share of each instance between two `hotrun status` readings.
+    cpu: std::cell::RefCell<crate::memory::CpuMeter>,
     /// Attaching the program that picks ready slots' sockets failed, and was said.
     live_error_said: bool,
     /// serial -> the run's I/O and where it lives.
@@ -483,6 +485,7 @@ impl Supervisor {
             first_stop_signal: None,
             next_lane: 1,
             tree_index: None,
+            cpu: Default::default(),
             runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,

@@ -18,8 +18,10 @@ impl Supervisor {
             .flat_map(|a| a.slots.iter())
             .filter_map(|s| s.phase.run().map(|r| r.pid))
             .collect();
-        let rss = memory::group_rss(&pgids);
-        let memory_of = |pid: i32| pgids.iter().position(|&p| p == pid).map(|i| rss[i]);
+        let usage = memory::group_usage(&pgids);
+        let usage_of = |pid: i32| pgids.iter().position(|&p| p == pid).map(|i| usage[i]);
+        let mut cpu = self.cpu.borrow_mut();
+        cpu.retain(&pgids);
 
         let apps: Vec<Value> = self
             .apps
@@ -41,7 +43,11 @@ impl Supervisor {
                             "state": slot.phase.state_name(),
                             "ready_by": ready_by,
                             "restarts": slot.history.restarts,
-                            "memory_bytes": run.and_then(|r| memory_of(r.pid)),
+                            "memory_bytes": run.and_then(|r| usage_of(r.pid)).map(|u| u.rss_bytes),
+                            "cpu_percent": run.and_then(|r| {
+                                let u = usage_of(r.pid)?;
+                                Some(cpu.percent(r.pid, r.started, u.cpu, now))
+                            }),
                             "uptime_ms": run.map(|r| now.saturating_duration_since(r.started).as_millis() as u64),
                         })
                     })
