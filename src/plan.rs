@@ -64,6 +64,8 @@ pub struct LogPlan {
     pub merge_logs: bool,
     /// `log_date_format` (dayjs tokens, as PM2), or `time: true` -> `YYYY-MM-DDTHH:mm:ss`.
     pub date_format: Option<String>,
+    /// `log_max_size` and `log_retain` (hotrun's keys): rotation of the files, when set.
+    pub rotation: Option<crate::logs::rotate::Rotation>,
 }
 
 /// One app of the file, fully resolved.
@@ -188,6 +190,9 @@ impl AppPlan {
             "build_timeout": ms(self.build_timeout),
         });
         // Present when set.
+        if let Some(r) = &self.logs.rotation {
+            v["log_rotation"] = json!({"max_size": r.max_size, "retain": r.retain});
+        }
         if let Some(cron) = &self.cron_restart {
             v["cron_restart"] = json!(cron);
         }

@@ -184,6 +184,7 @@ const BROKEN: &[(&str, &[&str], i32, &str)] = &[
     ("kill_timeout.json5", &[], 4, "kill_timeout.json5:1:47: kill_timeout must be a number of milliseconds (got \"soon\")"),
     ("autorestart.json5", &[], 4, "autorestart.json5:4:18: autorestart must be true or false (got \"yes\")"),
     // PM2 7.0.4 refuses it as well ("Expect stop_exit_codes to be a typeof Array / Number").
+    ("log_max_size.json5", &[], 4, "log_max_size.json5:5:19: log_max_size must be a whole number of bytes, or a whole number with K, M or G (e.g. 300M) (got \"big\")"),
     ("cron_restart.json5", &[], 4, "cron_restart.json5:4:19: cron_restart must be a cron expression (5 fields, or 6 with seconds first) (got \"0 3 * *\"): Invalid pattern: Pattern must have between 5 and 7 fields."),
     ("stop_exit_codes_string.json5", &[], 4, "stop_exit_codes_string.json5:4:22: stop_exit_codes must be an exit code or an array of exit codes (got \"[0]\"): write stop_exit_codes: [0], without quotes (PM2 refuses the string too)"),
     ("env_number.json5", &[], 4, "env_number.json5:4:10: env must be an object of variable names and values (got 5)"),

@@ -537,12 +537,36 @@ pub fn resolve_app(
     // and instances is unset, 0 or 'max'.
     let merge_default =
         written_mode != Some(ExecMode::Cluster) && matches!(raw_instances, None | Some(0));
+    // Rotation (hotrun's keys, pm2-logrotate's names): only when log_max_size is set;
+    // log_retain defaults to pm2-logrotate's 30.
+    let rotation = match f.get("log_max_size") {
+        None => None,
+        Some((k, v)) => {
+            let bytes = match units::parse_size(v) {
+                Ok((0, _)) => return Err(f.bad(k, v, "a size above 0 (e.g. '10M')")),
+                Ok((bytes, _)) => bytes,
+                Err(e) => return Err(f.bad(k, v, e)),
+            };
+            let retain = match f.get("log_retain") {
+                None => 30,
+                Some((k, v)) => match v.as_u64() {
+                    Some(n @ 1..=1000) => n as u32,
+                    _ => return Err(f.bad(k, v, "a number of rotated files to keep, 1 to 1000")),
+                },
+            };
+            Some(crate::logs::rotate::Rotation {
+                max_size: bytes,
+                retain,
+            })
+        }
+    };
     let logs = LogPlan {
         out_file: log_path("out_file")?,
         error_file: log_path("error_file")?,
         log_file: log_path("log_file")?,
         merge_logs: f.boolean("merge_logs", merge_default)?,
         date_format,
+        rotation,
     };
 
     let exp_backoff = f.ms("exp_backoff_restart_delay", 0)?;

@@ -48,6 +48,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "build",
     "build_timeout",
     "env_file",
+    "log_max_size",
+    "log_retain",
 ];
 
 /// Keys that are parsed, checked and resolved into the plan, but that the supervisor does

@@ -8,6 +8,7 @@
 
 pub mod date;
 pub mod reader;
+pub mod rotate;
 pub mod stdio;
 
 use std::collections::HashMap;
@@ -76,11 +77,14 @@ struct AppLog {
     log_file: Option<PathBuf>,
     merge: bool,
     pm_id_base: u32,
+    rotation: Option<rotate::Rotation>,
 }
 
-/// An open log file, and whether its last write failed (said once until it works again).
+/// An open log file, its size, and whether its last write failed (said once until it
+/// works again).
 struct LogFile {
     file: Option<File>,
+    size: u64,
     failing: bool,
 }
 
@@ -253,8 +257,9 @@ impl LogSink {
         record.extend_from_slice(text);
         record.push(b'\n');
         let app_name = log.name.clone();
+        let rotation = log.rotation;
         for path in targets {
-            self.append(&app_name, path, &record);
+            self.append(&app_name, path, &record, rotation);
         }
     }
 
@@ -263,11 +268,28 @@ impl LogSink {
         say(msg);
     }
 
-    fn append(&mut self, app: &str, path: PathBuf, record: &[u8]) {
+    fn append(
+        &mut self,
+        app: &str,
+        path: PathBuf,
+        record: &[u8],
+        rotation: Option<rotate::Rotation>,
+    ) {
         let entry = self.files.entry(path.clone()).or_insert_with(|| LogFile {
             file: None,
+            size: 0,
             failing: false,
         });
+        if entry.file.is_some() && rotate::due(rotation, entry.size, record.len()) {
+            let retain = rotation.map_or(1, |r| r.retain);
+            entry.file = None;
+            if let Err(e) = rotate::rotate(&path, retain) {
+                say(&format!(
+                    "cannot rotate {app}'s log file {}: {e}; writing on to it",
+                    path.display()
+                ));
+            }
+        }
         if entry.file.is_none() {
             // A folder that does not exist yet is made (0750), as PM2 does.
             if let Some(dir) = path
@@ -286,7 +308,10 @@ impl LogSink {
                 .mode(0o640)
                 .open(&path)
             {
-                Ok(f) => entry.file = Some(f),
+                Ok(f) => {
+                    entry.size = f.metadata().map_or(0, |m| m.len());
+                    entry.file = Some(f);
+                }
                 Err(e) => {
                     if !entry.failing {
                         entry.failing = true;
@@ -301,7 +326,10 @@ impl LogSink {
         }
         let file = entry.file.as_mut().expect("opened above");
         match file.write_all(record) {
-            Ok(()) => entry.failing = false,
+            Ok(()) => {
+                entry.failing = false;
+                entry.size += record.len() as u64;
+            }
             Err(e) => {
                 if !entry.failing {
                     entry.failing = true;
@@ -363,6 +391,7 @@ impl AppLog {
             log_file: app.logs.log_file.clone(),
             merge: app.logs.merge_logs,
             pm_id_base,
+            rotation: app.logs.rotation,
         }
     }
 }
