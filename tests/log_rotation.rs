@@ -1,59 +1,111 @@
-//! Log rotation of the files hotrun writes: `log_max_size` and `log_retain` under a flood.
+//! Log rotation of the files hotrun writes: `log_max_size`, `log_retain` and
+//! `log_compress` under a flood of 30 MB.
 
 mod common;
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 
-#[test]
-fn a_30_mb_flood_rotates_into_retain_files_of_whole_lines_in_order() {
+/// Runs the flood app (300,000 lines of 100 bytes) with these log keys; returns its folder
+/// once every line is written and every rotation finished.
+fn flood(keys: &str) -> (tempfile::TempDir, Hotrun) {
     let dir = config_dir(&format!(
         "module.exports = {{ apps: [{{ name: 'flood', script: '{}', autorestart: false,
            out_file: 'logs/out.log', merge_logs: true, log_max_size: '1M', log_retain: 3,
-           env: {{ LINES: 300000 }} }}] }};\n",
+           env: {{ LINES: 300000 }}, {keys} }}] }};\n",
         app("flood.js")
     ));
-    let _h = Hotrun::start_quiet(Command::new(HOTRUN).current_dir(dir.path()));
-    let current = dir.path().join("logs/out.log");
-    wait_until("the flood is written", || {
-        std::fs::read_to_string(&current).is_ok_and(|t| t.ends_with("flood done\n"))
+    let h = Hotrun::start_quiet(Command::new(HOTRUN).current_dir(dir.path()));
+    let logs = dir.path().join("logs");
+    wait_until("the flood is written and rotated", || {
+        let done = std::fs::read_to_string(logs.join("out.log"))
+            .is_ok_and(|t| t.ends_with("flood done\n"));
+        let staged = std::fs::read_dir(&logs).map_or(true, |d| {
+            d.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.contains(".rotating-") || name.ends_with(".partial")
+            })
+        });
+        done && !staged
     });
-    let file = |n: u32| match n {
-        0 => current.clone(),
-        n => dir.path().join(format!("logs/out.log.{n}")),
-    };
-    assert!(!file(4).exists(), "log_retain: 3 keeps 3 rotated files");
-    // Oldest first: .3, .2, .1, the current one.
+    (dir, h)
+}
+
+/// Checks the files, oldest first: each at most 1 MB (the rotated ones nearly full), every
+/// line whole, and across them the newest lines, every one, in order, up to the last.
+fn check(files: &[(PathBuf, String)]) {
     let mut numbers = Vec::new();
-    for n in [3, 2, 1, 0] {
-        let path = file(n);
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    for (i, (path, text)) in files.iter().enumerate() {
         let size = text.len() as u64;
         assert!(size <= 1 << 20, "{path:?} is {size} bytes");
-        if n > 0 {
+        if i + 1 < files.len() {
             assert!(
                 size > (1 << 20) - 200,
                 "{path:?} was rotated early: {size} bytes"
             );
         }
-        for line in text.lines() {
-            if line == "flood done" {
-                continue;
-            }
-            // Every line whole: `line N xxx...`, 99 bytes.
+        for line in text.lines().filter(|l| *l != "flood done") {
             assert_eq!(line.len(), 99, "{path:?}: torn line {line:?}");
-            let number: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
-            numbers.push(number);
+            numbers.push(line.split(' ').nth(1).unwrap().parse::<u64>().unwrap());
         }
     }
-    // The newest lines, every one, in order, up to the last.
     assert_eq!(*numbers.last().unwrap(), 299_999);
     let first = numbers[0];
+    assert!(first > 250_000, "the newest lines are kept: from {first}");
     assert!(
-        first > 250_000,
-        "older lines were dropped, the newest kept: from {first}"
+        numbers == (first..300_000).collect::<Vec<u64>>(),
+        "lines missing or out of order"
     );
-    let want: Vec<u64> = (first..300_000).collect();
-    assert!(numbers == want, "lines missing or out of order");
+}
+
+fn logs(dir: &Path, name: &str) -> PathBuf {
+    dir.join("logs").join(name)
+}
+
+#[test]
+fn a_30_mb_flood_rotates_into_retain_files_of_whole_lines_in_order() {
+    let (dir, _h) = flood("");
+    assert!(
+        !logs(dir.path(), "out.log.4").exists(),
+        "log_retain: 3 keeps 3 rotated files"
+    );
+    let files: Vec<(PathBuf, String)> = ["out.log.3", "out.log.2", "out.log.1", "out.log"]
+        .iter()
+        .map(|n| {
+            let p = logs(dir.path(), n);
+            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+            (p, text)
+        })
+        .collect();
+    check(&files);
+}
+
+#[test]
+fn with_log_compress_the_rotated_files_are_valid_gzip() {
+    let (dir, _h) = flood("log_compress: true");
+    assert!(!logs(dir.path(), "out.log.4.gz").exists());
+    assert!(
+        !logs(dir.path(), "out.log.1").exists(),
+        "rotated files are compressed"
+    );
+    let mut files = Vec::new();
+    for n in ["out.log.3.gz", "out.log.2.gz", "out.log.1.gz"] {
+        let p = logs(dir.path(), n);
+        let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(f)
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{p:?} is not valid gzip: {e}"));
+        assert!(
+            std::fs::metadata(&p).unwrap().len() < (1 << 20) / 4,
+            "{p:?} compressed"
+        );
+        files.push((p, text));
+    }
+    let current = logs(dir.path(), "out.log");
+    files.push((current.clone(), std::fs::read_to_string(&current).unwrap()));
+    check(&files);
 }

@@ -557,6 +557,7 @@ pub fn resolve_app(
             Some(crate::logs::rotate::Rotation {
                 max_size: bytes,
                 retain,
+                compress: f.boolean("log_compress", false)?,
             })
         }
     };

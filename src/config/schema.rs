@@ -50,6 +50,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "env_file",
     "log_max_size",
     "log_retain",
+    "log_compress",
 ];
 
 /// Keys that are parsed, checked and resolved into the plan, but that the supervisor does

@@ -93,6 +93,7 @@ pub struct LogSink {
     apps: Vec<AppLog>,
     width: usize,
     files: HashMap<PathBuf, LogFile>,
+    rotator: rotate::Rotator,
 }
 
 /// `out.log` -> `out-3.log`: PM2's per-instance file name.
@@ -128,6 +129,7 @@ impl LogSink {
             apps,
             width,
             files: HashMap::new(),
+            rotator: Default::default(),
         }
     }
 
@@ -280,10 +282,12 @@ impl LogSink {
             size: 0,
             failing: false,
         });
-        if entry.file.is_some() && rotate::due(rotation, entry.size, record.len()) {
-            let retain = rotation.map_or(1, |r| r.retain);
+        if let Some(r) = rotation
+            .filter(|_| entry.file.is_some())
+            .filter(|_| rotate::due(rotation, entry.size, record.len()))
+        {
             entry.file = None;
-            if let Err(e) = rotate::rotate(&path, retain) {
+            if let Err(e) = self.rotator.rotate(&path, r) {
                 say(&format!(
                     "cannot rotate {app}'s log file {}: {e}; writing on to it",
                     path.display()
