@@ -1,5 +1,5 @@
 //! Log rotation of the files hotrun writes: `log_max_size`, `log_retain` and
-//! `log_compress` under a flood of 30 MB.
+//! `log_compress` under a flood of 29 MB.
 
 mod common;
 
@@ -9,13 +9,13 @@ use std::process::Command;
 
 use common::*;
 
-/// Runs the flood app (300,000 lines of 100 bytes) with these log keys; returns its folder
+/// Runs the flood app (300,000 numbered lines of 96 bytes) with these log keys; returns its folder
 /// once every line is written and every rotation finished.
 fn flood(keys: &str) -> (tempfile::TempDir, Hotrun) {
     let dir = config_dir(&format!(
         "module.exports = {{ apps: [{{ name: 'flood', script: '{}', autorestart: false,
            out_file: 'logs/out.log', merge_logs: true, log_max_size: '1M', log_retain: 3,
-           env: {{ LINES: 300000 }}, {keys} }}] }};\n",
+           env: {{ FLOOD_LINES: 300000, FLOOD_WIDTH: 100 }}, {keys} }}] }};\n",
         app("flood.js")
     ));
     let h = Hotrun::start_quiet(Command::new(HOTRUN).current_dir(dir.path()));
@@ -48,7 +48,7 @@ fn check(files: &[(PathBuf, String)]) {
             );
         }
         for line in text.lines().filter(|l| *l != "flood done") {
-            assert_eq!(line.len(), 99, "{path:?}: torn line {line:?}");
+            assert_eq!(line.len(), 95, "{path:?}: torn line {line:?}");
             numbers.push(line.split(' ').nth(1).unwrap().parse::<u64>().unwrap());
         }
     }
@@ -66,7 +66,7 @@ fn logs(dir: &Path, name: &str) -> PathBuf {
 }
 
 #[test]
-fn a_30_mb_flood_rotates_into_retain_files_of_whole_lines_in_order() {
+fn a_29_mb_flood_rotates_into_retain_files_of_whole_lines_in_order() {
     let (dir, _h) = flood("");
     assert!(
         !logs(dir.path(), "out.log.4").exists(),
