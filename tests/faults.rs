@@ -344,6 +344,21 @@ fn a_log_file_that_cannot_be_written_is_said_once_and_the_app_keeps_running() {
 
 /// `n` rolling reloads under load: none fails, and hotrun's fds and RSS after them are
 /// those after the first 10.
+/// hotrun's open fds once replaced instances have finished draining (`hotrun reload`
+/// returns when the new ones serve; an old one may still hold its pipes for a moment).
+fn settled_fds(pid: i32) -> usize {
+    let mut last = open_fds(pid);
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = open_fds(pid);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 fn soak(n: usize) {
     let port = free_port();
     let dir = js(&http_app(port, "instances: 2"));
@@ -359,12 +374,12 @@ fn soak(n: usize) {
             String::from_utf8_lossy(&out.stderr)
         );
         if i == 10 {
-            after_ten = (open_fds(h.pid()), rss_kb(h.pid()));
+            after_ten = (settled_fds(h.pid()), rss_kb(h.pid()));
         }
     }
     let stats = load.finish();
     assert_eq!(stats.failed, 0, "{:?}", stats.errors);
-    let (fds, rss) = (open_fds(h.pid()), rss_kb(h.pid()));
+    let (fds, rss) = (settled_fds(h.pid()), rss_kb(h.pid()));
     eprintln!(
         "after 10 reloads: {} fds, {} kB; after {n}: {fds} fds, {rss} kB",
         after_ten.0, after_ten.1
