@@ -80,12 +80,13 @@ struct AppLog {
     rotation: Option<rotate::Rotation>,
 }
 
-/// An open log file, its size, and whether its last write failed (said once until it
-/// works again).
+/// An open log file, its size, and whether its last write or rotation failed (each said
+/// once until it works again).
 struct LogFile {
     file: Option<File>,
     size: u64,
     failing: bool,
+    rotation_failing: bool,
 }
 
 /// Where every line goes.
@@ -281,17 +282,23 @@ impl LogSink {
             file: None,
             size: 0,
             failing: false,
+            rotation_failing: false,
         });
         if let Some(r) = rotation
             .filter(|_| entry.file.is_some())
             .filter(|_| rotate::due(rotation, entry.size, record.len()))
         {
             entry.file = None;
-            if let Err(e) = self.rotator.rotate(&path, r) {
-                say(&format!(
-                    "cannot rotate {app}'s log file {}: {e}; writing on to it",
-                    path.display()
-                ));
+            match self.rotator.rotate(&path, r) {
+                Ok(()) => entry.rotation_failing = false,
+                Err(e) if !entry.rotation_failing => {
+                    entry.rotation_failing = true;
+                    say(&format!(
+                        "cannot rotate {app}'s log file {}: {e}; writing on to it",
+                        path.display()
+                    ));
+                }
+                Err(_) => {}
             }
         }
         if entry.file.is_none() {
