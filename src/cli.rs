@@ -43,6 +43,11 @@ pub struct Global {
     pub memory_interval: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartupSystem {
+    Systemd,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum LogFormat {
     #[default]
@@ -126,6 +131,16 @@ pub enum CommandKind {
     },
     /// Write a commented ecosystem.config.js for this folder (never overwrites one).
     Init,
+    /// Print a boot-time unit that runs this ecosystem file (instead of `pm2 startup` +
+    /// `pm2 save`); with --write, install it into /etc/systemd/system.
+    Startup {
+        /// The init system (systemd).
+        #[arg(value_enum)]
+        system: StartupSystem,
+        /// Install the unit instead of printing it (needs root).
+        #[arg(long)]
+        write: bool,
+    },
     /// Print a shell completion script (e.g. `hotrun completions bash > /etc/bash_completion.d/hotrun`).
     Completions {
         #[arg(value_enum)]

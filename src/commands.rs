@@ -502,3 +502,60 @@ fn human_bytes(b: u64) -> String {
     const MB: f64 = 1024.0 * 1024.0;
     format!("{:.1} MB", b as f64 / MB)
 }
+
+/// `hotrun startup systemd [--write]`: the unit for this ecosystem file (see `startup`).
+pub fn startup_systemd(global: &Global, write: bool) -> i32 {
+    let loaded = match load(global) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let plan = &loaded.plan;
+    let longest_stop = plan
+        .apps
+        .iter()
+        .map(|a| a.kill_timeout + a.drain_delay)
+        .max()
+        .unwrap_or_default();
+    let hotrun = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            logs::say(&format!("cannot tell where hotrun's executable is: {e}"));
+            return exit::FAILURE;
+        }
+    };
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let unit = crate::startup::Unit {
+        hotrun,
+        config: plan.config.clone(),
+        profile: plan.profile.clone(),
+        longest_stop,
+        user,
+        path: std::env::var("PATH").ok(),
+    };
+    let text = unit.text();
+    if !write {
+        print!("{text}");
+        return exit::OK;
+    }
+    let name = crate::startup::unit_name(&plan.config);
+    let target = std::path::Path::new("/etc/systemd/system").join(&name);
+    match std::fs::write(&target, &text) {
+        Ok(()) => {
+            logs::say(&format!(
+                "wrote {}; now: systemctl daemon-reload && systemctl enable --now {name}",
+                target.display()
+            ));
+            exit::OK
+        }
+        Err(e) => {
+            logs::say(&format!(
+                "cannot write {}: {e} (run it as root: sudo hotrun startup systemd --write, or print the unit without --write)",
+                target.display()
+            ));
+            exit::FAILURE
+        }
+    }
+}

@@ -16,5 +16,6 @@ pub mod process;
 pub mod runtime_dir;
 pub mod schedule;
 pub mod sockets;
+pub mod startup;
 pub mod supervisor;
 pub mod watch;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             commands::logs(g, app.clone(), *lines, *follow)
         }
         Some(CommandKind::Init) => commands::init(g),
+        Some(CommandKind::Startup { write, .. }) => commands::startup_systemd(g, *write),
         Some(CommandKind::Events) => commands::events(g),
         Some(CommandKind::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::cli::{hotrun, hotrun_env, node_available};
+use common::HOTRUN;
 use serde_json::Value;
 
 fn fixtures(sub: &str) -> PathBuf {
@@ -482,4 +483,47 @@ fn shell_commands_and_path_programs() {
     assert_eq!(apps[1]["name"], "sh");
     assert_eq!(apps[1]["args"], serde_json::json!(["-c", "exit 0"]));
     assert!(apps[1]["script"].as_str().unwrap().ends_with("/sh"));
+}
+
+#[test]
+fn startup_systemd_prints_a_unit_for_the_seeds_file_that_systemd_accepts() {
+    let seed = fixtures("seed");
+    let run = hotrun(&seed, &["startup", "systemd", "--env", "production"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let config = seed.join("ecosystem.config.js");
+    let text = run.stdout.clone();
+    for want in [
+        format!(
+            "ExecStart={} --config {} --env production",
+            HOTRUN,
+            config.display()
+        ),
+        "ExecReload=/bin/kill -HUP $MAINPID".to_string(),
+        "KillMode=mixed".to_string(),
+        // The seed's kill_timeout (5000 ms) + drain_delay (100 ms), rounded up, + 10 s.
+        "TimeoutStopSec=16".to_string(),
+        "Restart=on-failure".to_string(),
+        format!("WorkingDirectory={}", seed.display()),
+        "WantedBy=multi-user.target".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want}\n{text}");
+    }
+    // Where systemd's checker exists, it accepts the unit.
+    if let Ok(out) = Command::new("systemd-analyze").arg("--version").output() {
+        if out.status.success() {
+            let dir = tempfile::tempdir().unwrap();
+            let unit = dir.path().join("hotrun-seed.service");
+            std::fs::write(&unit, &text).unwrap();
+            let verify = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&unit)
+                .output()
+                .unwrap();
+            assert!(
+                verify.status.success(),
+                "{}",
+                String::from_utf8_lossy(&verify.stderr)
+            );
+        }
+    }
 }
