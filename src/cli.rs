@@ -116,6 +116,9 @@ pub enum CommandKind {
         #[arg(long, requires = "ready")]
         verbose: bool,
     },
+    /// List every running hotrun of this user, one line per app (as `pm2 ls` shows every
+    /// process wherever it was started).
+    Ls,
     /// Follow the running hotrun's reload events (JSON lines with --log-format json).
     Events,
     /// Show recent output of the running hotrun's instances, and follow it.

@@ -559,3 +559,44 @@ pub fn startup_systemd(global: &Global, write: bool) -> i32 {
         }
     }
 }
+
+/// `hotrun ls`: every running hotrun of this user (from the runtime folders), one line per
+/// app: its name, instances online of wanted, reloads, hotrun's pid, the ecosystem file.
+pub fn ls() -> i32 {
+    let mut rows = vec![["app", "online", "reloads", "hotrun pid", "config"].map(String::from)];
+    for socket in crate::runtime_dir::RuntimeDir::all_control_sockets() {
+        // A socket nobody answers on is what a killed hotrun left: not listed.
+        let Ok(reply) = client::send_to(&socket, &Request::Status) else {
+            continue;
+        };
+        let Some(status) = reply.status else { continue };
+        let empty = vec![];
+        for app in status["apps"].as_array().unwrap_or(&empty) {
+            let instances = app["instances"].as_array().unwrap_or(&empty);
+            let online = instances.iter().filter(|i| i["state"] == "online").count();
+            rows.push([
+                app["name"].as_str().unwrap_or("?").to_string(),
+                format!("{online}/{}", instances.len()),
+                app["reloads"].as_u64().unwrap_or(0).to_string(),
+                status["pid"].as_u64().map_or("?".into(), |p| p.to_string()),
+                status["config"].as_str().unwrap_or("?").to_string(),
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        logs::say("no hotrun of this user is running");
+        return exit::OK;
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    exit::OK
+}

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Some(CommandKind::Init) => commands::init(g),
         Some(CommandKind::Startup { write, .. }) => commands::startup_systemd(g, *write),
         Some(CommandKind::Events) => commands::events(g),
+        Some(CommandKind::Ls) => commands::ls(),
         Some(CommandKind::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "hotrun", &mut std::io::stdout());

@@ -78,6 +78,21 @@ impl RuntimeDir {
         Ok(dir)
     }
 
+    /// The control sockets of every hotrun of this user (stale ones included: a hotrun
+    /// that was SIGKILLed leaves its socket).
+    pub fn all_control_sockets() -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(base()) else {
+            return Vec::new();
+        };
+        let mut sockets: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path().join("control.sock"))
+            .filter(|s| s.exists())
+            .collect();
+        sockets.sort();
+        sockets
+    }
+
     pub fn control_socket(&self) -> PathBuf {
         self.path.join("control.sock")
     }

@@ -169,3 +169,55 @@ fn status_shows_each_instances_cpu_share_over_the_last_interval() {
     );
     drop(h);
 }
+
+#[test]
+fn ls_lists_every_running_hotrun_of_the_user_one_line_per_app() {
+    // A runtime folder of the test's own, so other tests' hotruns are not listed.
+    let runtime = tempfile::tempdir().unwrap();
+    let one = config_dir(
+        "module.exports = { apps: [{ name: 'api', script: 'sh', instances: 2,
+           args: ['-c', 'exec sleep 600'] }] };\n",
+    );
+    let two = config_dir(
+        "module.exports = { apps: [{ name: 'worker', script: 'sh', args: ['-c', 'exec sleep 600'] },
+           { name: 'cron', script: 'sh', args: ['-c', 'exec sleep 600'] }] };\n",
+    );
+    let start = |dir: &std::path::Path| {
+        Hotrun::start_with(
+            Command::new(HOTRUN)
+                .current_dir(dir)
+                .env("HOTRUN_RUNTIME_DIR", runtime.path()),
+        )
+    };
+    let (_a, _b) = (start(one.path()), start(two.path()));
+    let ls = || {
+        let out = Command::new(HOTRUN)
+            .arg("ls")
+            .env("HOTRUN_RUNTIME_DIR", runtime.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut last = String::new();
+    wait_until("hotrun ls shows both hotruns' apps online", || {
+        last = ls();
+        ["api ", "worker ", "cron "].iter().all(|a| {
+            last.lines()
+                .any(|l| l.starts_with(a) && !l.contains(" 0/") && !l.contains(" 1/2 "))
+        })
+    });
+    let config = |d: &tempfile::TempDir| d.path().join("ecosystem.config.js").display().to_string();
+    let line = |app: &str| {
+        last.lines()
+            .find(|l| l.starts_with(app))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("api ").contains(" 2/2 ") && line("api ").ends_with(&config(&one)),
+        "{last}"
+    );
+    assert!(line("worker ").ends_with(&config(&two)), "{last}");
+    assert!(last.lines().next().unwrap().starts_with("app"), "{last}");
+    assert_eq!(last.lines().count(), 4, "{last}");
+}

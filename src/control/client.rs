@@ -35,7 +35,22 @@ pub fn send(config: &Path, request: &Request) -> Result<Response, ClientError> {
 /// Sends `request` and returns the connection, for requests whose answer is a stream of
 /// lines (a waiting reload's events, then its response).
 pub fn stream(config: &Path, request: &Request) -> Result<BufReader<UnixStream>, ClientError> {
-    let socket = RuntimeDir::of(config).control_socket();
+    stream_to(config, &RuntimeDir::of(config).control_socket(), request)
+}
+
+/// Sends `request` to the control socket at `socket` and waits for the reply (`hotrun ls`).
+pub fn send_to(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    let mut reader = stream_to(socket, socket, request)?;
+    let mut answer = String::new();
+    reader.read_line(&mut answer)?;
+    serde_json::from_str(&answer).map_err(|_| ClientError::Garbled(answer.trim().to_string()))
+}
+
+fn stream_to(
+    config: &Path,
+    socket: &Path,
+    request: &Request,
+) -> Result<BufReader<UnixStream>, ClientError> {
     let mut stream = UnixStream::connect(&socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
             ClientError::NotRunning {

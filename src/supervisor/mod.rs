@@ -264,6 +264,8 @@ struct Supervisor {
     guard: Option<Guard>,
     events: mpsc::Sender<Event>,
     runtime: RuntimeDir,
+    /// The ecosystem file (absolute), for `hotrun status` and `hotrun ls`.
+    config_file: std::path::PathBuf,
     listeners: Listeners,
     /// When the first stop signal came (a repeat soon after is the same stop).
     first_stop_signal: Option<Instant>,
@@ -435,6 +437,7 @@ impl Supervisor {
         opts: &RunOptions,
     ) -> Result<Supervisor, String> {
         let mode = opts.mode;
+        let config_file = plan.config.clone();
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let watch_config = opts
             .source
@@ -480,6 +483,7 @@ impl Supervisor {
             guard,
             events,
             runtime,
+            config_file: config_file.clone(),
             listeners,
             live_error_said: false,
             first_stop_signal: None,

@@ -76,6 +76,6 @@ impl Supervisor {
                 })
             })
             .collect();
-        json!({ "pid": std::process::id(), "apps": apps })
+        json!({ "pid": std::process::id(), "config": self.config_file, "apps": apps })
     }
 }
