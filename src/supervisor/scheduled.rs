@@ -9,10 +9,11 @@ use super::rollout::Trigger;
 use super::{Shutdown, Supervisor};
 use crate::schedule::{self, NextRun};
 
-/// An app's schedule: the expression and its next run.
+/// An app's schedule: the expression, as parsed, and its next run.
 #[derive(Debug, Clone)]
 pub(super) struct Scheduled {
     pub expression: String,
+    cron: Option<croner::Cron>,
     pub next: Option<NextRun>,
 }
 
@@ -22,35 +23,38 @@ impl Supervisor {
     pub(super) fn run_schedules(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
             let app = &mut self.apps[a];
-            let expression = app.plan.cron_restart.clone().filter(|_| !app.removed);
-            let Some(expression) = expression else {
+            let Some(expression) = app.plan.cron_restart.as_deref().filter(|_| !app.removed) else {
                 app.scheduled = None;
                 continue;
             };
-            let due = match &app.scheduled {
-                Some(s) if s.expression == expression => s.next.filter(|n| n.at <= now),
-                _ => {
-                    let next = schedule::parse(&expression)
-                        .ok()
-                        .and_then(|c| schedule::next_run(&c, now, Local::now()));
-                    app.scheduled = Some(Scheduled { expression, next });
+            let s = match &mut app.scheduled {
+                Some(s) if s.expression == expression => s,
+                other => {
+                    // New or changed: parsed once (the file was checked when it was read).
+                    let cron = schedule::parse(expression).ok();
+                    let next = cron
+                        .as_ref()
+                        .and_then(|c| schedule::next_run(c, now, Local::now()));
+                    *other = Some(Scheduled {
+                        expression: expression.to_string(),
+                        cron,
+                        next,
+                    });
                     continue;
                 }
             };
-            let Some(fired) = due else { continue };
+            let Some(fired) = s.next.filter(|n| n.at <= now) else {
+                continue;
+            };
             // The next run is strictly after this one, whatever the clocks say.
             let wall = Local::now().max(fired.wall);
-            let next = schedule::parse(&expression)
-                .ok()
-                .and_then(|c| schedule::next_run(&c, now, wall));
-            app.scheduled = Some(Scheduled {
-                expression: expression.clone(),
-                next,
-            });
+            s.next = s
+                .cron
+                .as_ref()
+                .and_then(|c| schedule::next_run(c, now, wall));
             if self.shutdown == Shutdown::Running {
-                let name = self.apps[a].plan.name.clone();
-                self.logs
-                    .say(&format!("{name}: cron_restart '{expression}' -> reload"));
+                let line = format!("{}: cron_restart '{expression}' -> reload", app.plan.name);
+                self.logs.say(&line);
                 self.reload_apps(Some(vec![a]), Trigger::Cron, None);
             }
         }

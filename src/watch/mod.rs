@@ -366,8 +366,9 @@ impl Watcher {
             .map(|(i, r)| (i, r.to_path_buf()))
             .collect();
         for (i, root) in owners {
+            let mut budget = LINKED_FOLDERS;
             let placed = if is_link && path != root {
-                self.follow(i, &root, path, &mut LINKED_FOLDERS.clone())
+                self.follow(i, &root, path, &mut budget)
             } else if path.is_dir() || path == root {
                 self.walk(i, &root, path)
             } else {
