@@ -1,5 +1,6 @@
 //! Log rotation of the files hotrun writes: `log_max_size`, `log_retain` and
-//! `log_compress` under a flood of 29 MB.
+//! `log_compress` under a flood of 29 MB, and `hotrun logs` reading across the rotated
+//! files.
 
 mod common;
 
@@ -61,6 +62,46 @@ fn check(files: &[(PathBuf, String)]) {
     );
 }
 
+/// `hotrun logs flood --lines N`, more than the runner keeps in memory (1,000) and more
+/// than the current file holds: the last N lines, whole and in order, read across the
+/// newest rotated files.
+fn check_logs_command(dir: &Path, current: &str) {
+    let asked = 20_000;
+    let in_current = current.lines().count();
+    assert!(
+        in_current < asked,
+        "the current file holds {in_current} lines"
+    );
+    let out = hotrun_cmd(dir, &["logs", "flood", "--lines", &asked.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let messages: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            l.split_once(" | ")
+                .unwrap_or_else(|| panic!("no label: {l:?}"))
+                .1
+        })
+        .collect();
+    assert_eq!(messages.len(), asked, "lines printed");
+    assert_eq!(*messages.last().unwrap(), "flood done");
+    let numbers: Vec<u64> = messages[..asked - 1]
+        .iter()
+        .map(|m| m.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let first = 300_000 - (asked as u64 - 1);
+    assert!(
+        numbers == (first..300_000).collect::<Vec<u64>>(),
+        "the last {asked} lines in order, from {first}: got {}..{}",
+        numbers[0],
+        numbers.last().unwrap()
+    );
+}
+
 fn logs(dir: &Path, name: &str) -> PathBuf {
     dir.join("logs").join(name)
 }
@@ -81,6 +122,7 @@ fn a_29_mb_flood_rotates_into_retain_files_of_whole_lines_in_order() {
         })
         .collect();
     check(&files);
+    check_logs_command(dir.path(), &files[3].1);
 }
 
 #[test]
@@ -108,4 +150,5 @@ fn with_log_compress_the_rotated_files_are_valid_gzip() {
     let current = logs(dir.path(), "out.log");
     files.push((current.clone(), std::fs::read_to_string(&current).unwrap()));
     check(&files);
+    check_logs_command(dir.path(), &files[3].1);
 }

@@ -51,7 +51,7 @@ fn stream_to(
     socket: &Path,
     request: &Request,
 ) -> Result<BufReader<UnixStream>, ClientError> {
-    let mut stream = UnixStream::connect(&socket).map_err(|e| match e.kind() {
+    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
             ClientError::NotRunning {
                 config: config.display().to_string(),

@@ -69,6 +69,32 @@ pub struct Response {
     /// Output records (`hotrun logs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<Value>>,
+    /// Log files for the client to read back (`hotrun logs`), for apps whose lines in
+    /// memory are fewer than asked; their records are not in `lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<LogFile>>,
+}
+
+/// One file an app's output goes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogFile {
+    pub app: String,
+    /// The app's place in the file (its colour).
+    pub app_index: usize,
+    /// `web`, or `web|0` for one instance's file.
+    pub label: String,
+    pub stream: FileStream,
+    pub path: std::path::PathBuf,
+}
+
+/// What a log file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStream {
+    Stdout,
+    Stderr,
+    /// `log_file`: both, in order.
+    Both,
 }
 
 impl Response {
@@ -79,6 +105,7 @@ impl Response {
             message: Some(message.into()),
             status: None,
             lines: None,
+            files: None,
         }
     }
 
@@ -89,6 +116,7 @@ impl Response {
             message: None,
             status: None,
             lines: None,
+            files: None,
         }
     }
 
@@ -99,16 +127,18 @@ impl Response {
             message: None,
             status: Some(status),
             lines: None,
+            files: None,
         }
     }
 
-    pub fn lines(lines: Vec<Value>) -> Response {
+    pub fn lines(lines: Vec<Value>, files: Vec<LogFile>) -> Response {
         Response {
             ok: true,
             error: None,
             message: None,
             status: None,
             lines: Some(lines),
+            files: (!files.is_empty()).then_some(files),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! side goes through `stdio`, which never lets an unread console stall the runner.
 
 pub mod date;
+pub mod history;
 pub mod reader;
 pub mod rotate;
 pub mod stdio;
@@ -78,6 +79,26 @@ struct AppLog {
     merge: bool,
     pm_id_base: u32,
     rotation: Option<rotate::Rotation>,
+}
+
+impl AppLog {
+    /// The file an instance writes for `path`: `path` itself, or its per-instance form.
+    fn path_of(&self, path: &Path, id: u32) -> PathBuf {
+        if self.merge {
+            path.to_path_buf()
+        } else {
+            instance_path(path, self.pm_id_base + id)
+        }
+    }
+}
+
+/// A file an app's lines go to, for `hotrun logs` to read back: whose lines (`web` or
+/// `web|0`), and which stream (None: both, `log_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOfApp {
+    pub label: String,
+    pub stream: Option<Stream>,
+    pub path: PathBuf,
 }
 
 /// An open log file, its size, and whether its last write or rotation failed (each said
@@ -186,6 +207,44 @@ impl LogSink {
         self.write_files(app, id, stream, text, Some(&date));
     }
 
+    /// The files the app at `index` (of `instances` instances) writes: its combined
+    /// `log_file` alone when it has one (it holds both streams in order), else its
+    /// `out_file` and `error_file`; per instance unless merged.
+    pub fn files_of(&self, index: usize, instances: u32) -> Vec<FileOfApp> {
+        let Some(log) = self.apps.get(index) else {
+            return vec![];
+        };
+        let streams = match &log.log_file {
+            Some(both) => vec![(None, both)],
+            None => [
+                (Some(Stream::Out), &log.out_file),
+                (Some(Stream::Err), &log.error_file),
+            ]
+            .into_iter()
+            .filter_map(|(s, p)| Some((s, p.as_ref()?)))
+            .collect(),
+        };
+        let ids: Vec<Option<u32>> = if log.merge {
+            vec![None]
+        } else {
+            (0..instances).map(Some).collect()
+        };
+        let mut files = Vec::new();
+        for id in ids {
+            for (stream, path) in &streams {
+                files.push(FileOfApp {
+                    label: match id {
+                        Some(id) => prefix_of(&log.name, log.single, id),
+                        None => log.name.clone(),
+                    },
+                    stream: *stream,
+                    path: log.path_of(path, id.unwrap_or(0)),
+                });
+            }
+        }
+        files
+    }
+
     /// A line of an app's `build`, prefixed `name|build` (not written to its log files).
     pub fn build_line(&mut self, app: usize, stream: Stream, text: &[u8]) {
         let Some(log) = self.apps.get(app) else {
@@ -233,25 +292,16 @@ impl LogSink {
                 &formatted
             }
         };
-        let pm_id = log.pm_id_base + id;
-        let targets: Vec<PathBuf> = [
-            if to_stderr {
-                &log.error_file
-            } else {
-                &log.out_file
-            },
-            &log.log_file,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            if log.merge {
-                p.clone()
-            } else {
-                instance_path(p, pm_id)
-            }
-        })
-        .collect();
+        let own = if to_stderr {
+            &log.error_file
+        } else {
+            &log.out_file
+        };
+        let targets: Vec<PathBuf> = [own, &log.log_file]
+            .into_iter()
+            .flatten()
+            .map(|p| log.path_of(p, id))
+            .collect();
         if targets.is_empty() {
             return;
         }

@@ -67,13 +67,19 @@ impl Logbook {
         }
     }
 
-    /// The last `n` lines (of `app`, or of all).
-    pub fn tail(&self, app: Option<&str>, n: usize) -> Vec<Value> {
+    /// How many lines of `app` are kept.
+    pub fn count(&self, app: &str) -> usize {
+        self.recent.iter().filter(|r| r["app"] == app).count()
+    }
+
+    /// The last `n` lines (of `app`, or of all), leaving out the apps in `except`.
+    pub fn tail(&self, app: Option<&str>, n: usize, except: &[&str]) -> Vec<Value> {
         let mut out: Vec<Value> = self
             .recent
             .iter()
             .rev()
             .filter(|r| app.is_none_or(|a| r["app"] == a))
+            .filter(|r| !except.iter().any(|e| r["app"] == *e))
             .take(n)
             .cloned()
             .collect();
@@ -98,7 +104,12 @@ mod tests {
             book.record(app, 0, app, 0, false, format!("line {i}").as_bytes());
         }
         assert_eq!(book.recent.len(), KEPT_LINES);
-        let web = book.tail(Some("web"), 3);
+        let web = book.tail(Some("web"), 3, &[]);
+        assert_eq!(book.count("web"), KEPT_LINES / 2);
+        assert!(book
+            .tail(None, 10, &["web"])
+            .iter()
+            .all(|r| r["app"] == "worker"));
         let texts: Vec<&str> = web.iter().map(|r| r["message"].as_str().unwrap()).collect();
         assert_eq!(texts, ["line 1004", "line 1006", "line 1008"]);
         let big = vec![b'x'; 600 * 1024];

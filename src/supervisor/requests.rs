@@ -6,8 +6,9 @@ use std::time::Instant;
 use super::restart::History;
 use super::slot::{Input, Phase, ReadyBy};
 use super::{rollout, Supervisor};
-use crate::control::protocol::{Request, Response};
+use crate::control::protocol::{FileStream, LogFile, Request, Response};
 use crate::control::server::Incoming;
+use crate::logs::Stream;
 
 impl Supervisor {
     pub(super) fn on_request(&mut self, incoming: Incoming) {
@@ -52,17 +53,20 @@ impl Supervisor {
                 Response::ok("following reload events")
             }
             Request::Logs { app, lines, follow } => {
-                let known = app
-                    .as_ref()
-                    .map_or(Ok(vec![]), |a| self.select_apps(std::slice::from_ref(a)));
-                match known {
+                let selected = match &app {
+                    Some(a) => self.select_apps(std::slice::from_ref(a)),
+                    None => Ok(self.live_apps()),
+                };
+                match selected {
                     Err(e) => Response::err(e),
-                    Ok(_) => {
-                        let tail = self.logbook.tail(app.as_deref(), lines);
+                    Ok(selected) => {
+                        let files = self.log_files_to_read(&selected, lines);
+                        let from_files: Vec<&str> = files.iter().map(|f| f.app.as_str()).collect();
+                        let tail = self.logbook.tail(app.as_deref(), lines, &from_files);
                         if let (true, Some(tx)) = (follow, stream) {
                             self.logbook.follow(app, tx);
                         }
-                        Response::lines(tail)
+                        Response::lines(tail, files)
                     }
                 }
             }
@@ -112,6 +116,32 @@ impl Supervisor {
                     })
             })
             .collect()
+    }
+
+    /// The log files `hotrun logs` reads back for `lines` lines: those of the apps with
+    /// fewer lines in memory than that (their files hold more).
+    fn log_files_to_read(&self, apps: &[usize], lines: usize) -> Vec<LogFile> {
+        let mut files = Vec::new();
+        for &a in apps {
+            let plan = &self.apps[a].plan;
+            if self.logbook.count(&plan.name) >= lines {
+                continue;
+            }
+            for f in self.logs.files_of(a, plan.instances) {
+                files.push(LogFile {
+                    app: plan.name.clone(),
+                    app_index: a,
+                    label: f.label,
+                    stream: match f.stream {
+                        Some(Stream::Out) => FileStream::Stdout,
+                        Some(Stream::Err) => FileStream::Stderr,
+                        None => FileStream::Both,
+                    },
+                    path: f.path,
+                });
+            }
+        }
+        files
     }
 
     /// `hotrun restart`: stop, then start (not zero-downtime, as in PM2).

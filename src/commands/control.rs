@@ -1,0 +1,110 @@
+//! `hotrun reload`, `restart`, `stop` and `events`: requests to the running hotrun, and
+//! the reload's events as they come.
+
+use serde_json::Value;
+
+use super::{apps, ask, connect};
+use crate::cli::Global;
+use crate::control::client;
+use crate::control::protocol::Request;
+use crate::{exit, logs};
+
+/// `hotrun reload`, `restart`, `stop`: print the answer; 0 when it is ok.
+pub fn control(global: &Global, request: Request) -> i32 {
+    match ask(global, request) {
+        Err(code) => code,
+        Ok(reply) if reply.ok => {
+            if let Some(m) = reply.message {
+                println!("{m}");
+            }
+            exit::OK
+        }
+        Ok(reply) => {
+            for line in reply.error.unwrap_or_default().lines() {
+                logs::say(line);
+            }
+            exit::FAILURE
+        }
+    }
+}
+
+pub fn reload(global: &Global, names: &[String], no_wait: bool, dry_run: bool) -> i32 {
+    let request = Request::Reload {
+        apps: apps(global, names),
+        wait: !no_wait,
+        dry_run,
+    };
+    if no_wait || dry_run {
+        return control(global, request);
+    }
+    // The reload's events come first, as they happen; then the answer.
+    let Some(mut conn) = connect(global, &request) else {
+        return exit::FAILURE;
+    };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::BufRead::read_line(&mut conn, &mut line) {
+            Ok(0) | Err(_) => {
+                logs::say("lost the connection to hotrun before the reload was done");
+                return exit::FAILURE;
+            }
+            Ok(_) => {}
+        }
+        let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if value.get("event").is_some() {
+            print_event(&value);
+            continue;
+        }
+        let reply: client::Reply = match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(_) => continue,
+        };
+        return if reply.ok {
+            println!("{}", reply.message.unwrap_or_default());
+            exit::OK
+        } else {
+            for l in reply.error.unwrap_or_default().lines() {
+                logs::say(l);
+            }
+            exit::FAILURE
+        };
+    }
+}
+
+fn print_event(event: &Value) {
+    if logs::json() {
+        println!("{event}");
+    } else {
+        println!("{}", event["message"].as_str().unwrap_or(""));
+    }
+}
+
+/// `hotrun events`: reload events as they happen, until hotrun stops (or Ctrl-C).
+pub fn events(global: &Global) -> i32 {
+    let Some(mut conn) = connect(global, &Request::Events) else {
+        return exit::FAILURE;
+    };
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut conn, &mut line).unwrap_or(0) > 0 {
+        if let Ok(value) = serde_json::from_str::<Value>(&line) {
+            if value.get("event").is_some() {
+                print_event(&value);
+            } else if let Some(m) = value["message"].as_str() {
+                // The answer: from now on every event comes.
+                logs::say(m);
+            }
+        }
+        line.clear();
+    }
+    exit::OK
+}
+
+pub fn restart(global: &Global, names: &[String]) -> i32 {
+    let request = Request::Restart {
+        apps: apps(global, names),
+    };
+    control(global, request)
+}
