@@ -196,6 +196,7 @@ fn a_new_version_that_dies_after_taking_its_slot_fails_the_reload_and_the_old_on
         for inst in app_status(&st, "web")["instances"].as_array().unwrap() {
             assert_eq!(inst["state"], "online", "{st}");
             assert_eq!(inst["restarts"], 0, "{st}");
+            assert_eq!(inst["reloads"], 0, "a failed reload replaced none: {st}");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -395,6 +396,7 @@ fn status_json_and_the_control_socket_are_private() {
         assert_eq!(inst["state"], "online");
         assert_eq!(inst["ready_by"], "message");
         assert_eq!(inst["restarts"], 0);
+        assert_eq!(inst["reloads"], 0);
         assert!(inst["memory_bytes"].as_u64().unwrap() > 1_000_000);
         assert!(inst["uptime_ms"].as_u64().is_some());
     }
@@ -402,6 +404,10 @@ fn status_json_and_the_control_socket_are_private() {
     let out = client(&["status", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["apps"][0]["reloads"], 1);
+    for inst in st["apps"][0]["instances"].as_array().unwrap() {
+        assert_eq!(inst["reloads"], 1, "each instance replaced once: {st}");
+        assert_eq!(inst["restarts"], 0, "a reload is not a restart: {st}");
+    }
     assert_eq!(st["apps"][0]["last_reload"]["trigger"], "hotrun reload");
     assert_eq!(st["apps"][0]["last_reload"]["result"], "ok");
 

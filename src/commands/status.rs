@@ -83,7 +83,7 @@ pub fn ready(global: &Global, verbose: bool) -> i32 {
 /// A table like `pm2 ls`.
 pub fn status_table(status: &Value) -> String {
     let mut rows = vec![[
-        "app", "id", "pid", "state", "ready by", "uptime", "restarts", "cpu", "memory",
+        "app", "id", "pid", "state", "ready by", "uptime", "restarts", "reloads", "cpu", "memory",
     ]
     .map(String::from)
     .to_vec()];
@@ -106,6 +106,7 @@ pub fn status_table(status: &Value) -> String {
                     .as_u64()
                     .map_or("-".into(), human_duration),
                 text(&inst["restarts"]).unwrap_or_default(),
+                text(&inst["reloads"]).unwrap_or_default(),
                 inst["cpu_percent"]
                     .as_f64()
                     .map_or("-".into(), |p| format!("{p:.0}%")),

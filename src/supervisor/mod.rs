@@ -129,6 +129,8 @@ struct SlotState {
     /// The slot's instance.
     phase: Phase,
     history: History,
+    /// Times a reload's successor took this slot (`status`' reloads per instance).
+    reloads: u32,
     /// Instances of this slot being stopped: replaced ones, failed successors.
     retiring: Vec<Phase>,
     /// `hotrun restart`: start again once stopped.
@@ -148,6 +150,7 @@ impl SlotState {
             pm_id,
             phase: Phase::Pending { at: now },
             history: History::default(),
+            reloads: 0,
             retiring: Vec::new(),
             restart_after_stop: false,
             surplus: false,

@@ -149,6 +149,7 @@ impl Supervisor {
         slot.lane = lane.unwrap_or(slot.lane);
         let old = std::mem::replace(&mut slot.phase, Phase::Online { run, ready_by: by });
         slot.history = Default::default();
+        slot.reloads += 1;
         let took = now.saturating_duration_since(run.started).as_millis();
         let (nth, total) = self.apps[a]
             .rollout
@@ -227,6 +228,8 @@ impl Supervisor {
         let old_run = back.run().copied().expect("a draining phase has a run");
         let slot = &mut app.slots[s];
         slot.phase = back;
+        // The reload of this slot is undone.
+        slot.reloads = slot.reloads.saturating_sub(1);
         if let Some(io) = self.runs.get(&old_run.serial) {
             slot.lane = io.lane();
         }

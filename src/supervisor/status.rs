@@ -43,6 +43,7 @@ impl Supervisor {
                             "state": slot.phase.state_name(),
                             "ready_by": ready_by,
                             "restarts": slot.history.restarts,
+                            "reloads": slot.reloads,
                             "memory_bytes": run.and_then(|r| usage_of(r.pid)).map(|u| u.rss_bytes),
                             "cpu_percent": run.and_then(|r| {
                                 let u = usage_of(r.pid)?;
