@@ -250,3 +250,68 @@ fn scaling_down_then_up_at_once_ends_with_the_new_count_online() {
     let three = pids(&status(dir.path()), "web");
     assert_eq!(&three[..2], &four[..2], "slots 0 and 1 were never touched");
 }
+
+/// An app with a `build` whose instance ignores SIGINT is removed from the file and put
+/// back within its `kill_timeout`: the old instance (and its child) is still SIGKILLed at
+/// its kill_timeout, the app runs one new instance, and hotrun holds no pipe of the old
+/// one afterwards.
+#[test]
+fn an_app_put_back_while_its_old_instance_still_stops_kills_it_at_kill_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let stubborn = format!(
+        "{{ name: 'web', script: '{}', build: 'true', kill_timeout: 3000 }}",
+        app("stubborn.js")
+    );
+    let keeper = format!("{{ name: 'keeper', script: '{}' }}", app("graceful.js"));
+    let write = |apps: &[&str]| {
+        let body = format!("module.exports = {{ apps: [{}] }};\n", apps.join(", "));
+        std::fs::write(dir.path().join("ecosystem.config.js"), body).unwrap();
+    };
+    write(&[&stubborn, &keeper]);
+    let h = Hotrun::start(dir.path(), &[]);
+    let line = h.wait_for("stubborn up");
+    let (old, child) = (field(&line, "pid"), field(&line, "child"));
+    wait_online(dir.path());
+    let fds_before = std::fs::read_dir(format!("/proc/{}/fd", h.pid()))
+        .unwrap()
+        .count();
+
+    write(&[&keeper]);
+    assert!(hotrun_cmd(dir.path(), &["reload"]).status.success());
+    h.wait_for("web: gone from the ecosystem file: stopping it");
+    h.wait_for("stubborn ignores SIGINT");
+    let asked_to_stop = std::time::Instant::now();
+    write(&[&stubborn, &keeper]);
+    assert!(hotrun_cmd(dir.path(), &["reload"]).status.success());
+    h.wait_for("web: back in the ecosystem file: starting it");
+
+    // SIGKILL at kill_timeout (3 s), whatever happened to the app meanwhile.
+    wait_until("the old instance and its child are killed", || {
+        !alive(old) && !alive(child)
+    });
+    let took = asked_to_stop.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "killed after {took:?}"
+    );
+    wait_until("web runs one new instance, online", || {
+        let st = status(dir.path());
+        let web = app_status(&st, "web");
+        web["instances"].as_array().unwrap().len() == 1
+            && web["instances"][0]["state"] == "online"
+            && web["instances"][0]["pid"] != old
+    });
+    let new_pid = pids(&status(dir.path()), "web")[0] as i32;
+    assert!(
+        h.output().contains(&format!("stubborn up pid={new_pid}")),
+        "the new instance is the one that runs"
+    );
+    // The old instance's pipes are closed: as many fds as with one instance before.
+    let mut fds_after = 0;
+    wait_until("hotrun's fds back to what one instance needs", || {
+        fds_after = std::fs::read_dir(format!("/proc/{}/fd", h.pid()))
+            .unwrap()
+            .count();
+        fds_after <= fds_before
+    });
+}

@@ -235,8 +235,13 @@ impl Supervisor {
             (Ok(took), None) => {
                 self.logs
                     .say(&format!("{name}: build done in {took} ms; starting"));
+                // Slots waiting for the build start now; one whose old instance still
+                // stops (the app was put back in the file meanwhile) keeps tracking it
+                // to its end (SIGKILL at kill_timeout) and starts after it.
                 for slot in &mut self.apps[a].slots {
-                    slot.phase = Phase::Pending { at: now };
+                    if matches!(slot.phase, Phase::Pending { .. }) || slot.phase.is_final() {
+                        slot.phase = Phase::Pending { at: now };
+                    }
                 }
             }
             (Ok(took), Some(trigger)) => {
@@ -266,10 +271,16 @@ impl Supervisor {
                         self.logs
                             .say(&format!("{name}: not started: its build failed"));
                         for slot in &mut self.apps[a].slots {
-                            slot.phase = Phase::Errored {
-                                exit: Exit::Code(1),
-                            };
-                            slot.history = History::default();
+                            if matches!(slot.phase, Phase::Pending { .. }) || slot.phase.is_final()
+                            {
+                                slot.phase = Phase::Errored {
+                                    exit: Exit::Code(1),
+                                };
+                                slot.history = History::default();
+                            } else {
+                                // Its old instance stops, and nothing starts after it.
+                                slot.restart_after_stop = false;
+                            }
                         }
                         self.last_failure = Some(1);
                     }
