@@ -292,7 +292,8 @@ fn an_instance_over_its_memory_limit_is_replaced_alone_without_a_failed_request(
     std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
     let config = format!(
         "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
-           wait_ready: true, max_memory_restart: '150M', env: {{ HTTP_PORT: {port} }} }}] }};\n"
+           wait_ready: true, max_memory_restart: '150M', env: {{ HTTP_PORT: {port} }},
+           build: 'echo built >> builds.log' }}] }};\n"
     );
     std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
     let h = Hotrun::start_with(
@@ -334,4 +335,7 @@ fn an_instance_over_its_memory_limit_is_replaced_alone_without_a_failed_request(
         said.contains("over max_memory_restart 150.0 MB -> replacing it"),
         "{said}"
     );
+    // The code did not change: the build ran before the first start only.
+    let builds = std::fs::read_to_string(dir.path().join("builds.log")).unwrap();
+    assert_eq!(builds.lines().count(), 1, "builds: {builds:?}");
 }

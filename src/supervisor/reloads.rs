@@ -43,7 +43,9 @@ impl Supervisor {
                 return self.rollout_done(a, &trigger, Some((0, e)), now);
             }
         }
-        if self.apps[a].plan.build.is_some() {
+        // A memory replacement runs the same code again: no build for it.
+        let builds = !matches!(trigger, Trigger::Memory { .. });
+        if builds && self.apps[a].plan.build.is_some() {
             // The rollout starts when the build has succeeded (see build.rs).
             return self.start_build(a, Some(trigger), now);
         }
