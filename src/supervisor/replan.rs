@@ -49,89 +49,123 @@ impl Source {
     }
 }
 
-/// What differs between two plans of one app, in the user's words; empty when nothing
-/// does. Environment values are never shown, only their names.
+/// What differs between two plans of one app, in the user's words (each key by its
+/// name); empty when nothing does. Environment values are never shown, only their names.
 pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
+    // Every field of the plan, by name: a field added to AppPlan does not compile here
+    // until it is placed.
+    let AppPlan {
+        name: _, // apps are matched by name
+        script,
+        args,
+        cwd,
+        interpreter,
+        interpreter_args,
+        command: _, // derived from the script, args and interpreter
+        instances,
+        exec_mode,
+        wait_ready,
+        listen_timeout,
+        kill_timeout,
+        drain_delay,
+        kill_signal,
+        shutdown_with_message,
+        max_memory_restart,
+        autorestart,
+        max_restarts,
+        min_uptime,
+        restart_delay,
+        exp_backoff_restart_delay,
+        stop_exit_codes,
+        watch,
+        ignore_watch,
+        watch_delay,
+        watch_poll,
+        env,
+        instance_var,
+        cron_restart,
+        increment_var,
+        port,
+        listen,
+        max_surge,
+        min_ready,
+        ready_pattern,
+        build,
+        build_timeout,
+        logs,
+    } = new;
     let mut out = Vec::new();
-    let mut env = Vec::new();
-    for (k, v) in &new.env {
+    let mut env_changes = Vec::new();
+    for (k, v) in env {
         match old.env.get(k) {
-            None => env.push(format!("{k} added")),
-            Some(o) if o != v => env.push(format!("{k} changed")),
+            None => env_changes.push(format!("{k} added")),
+            Some(o) if o != v => env_changes.push(format!("{k} changed")),
             _ => {}
         }
     }
-    for k in old.env.keys().filter(|k| !new.env.contains_key(*k)) {
-        env.push(format!("{k} removed"));
+    for k in old.env.keys().filter(|k| !env.contains_key(*k)) {
+        env_changes.push(format!("{k} removed"));
     }
-    if !env.is_empty() {
-        out.push(format!("env {}", env.join(", ")));
+    if !env_changes.is_empty() {
+        out.push(format!("env {}", env_changes.join(", ")));
     }
-    if old.instances != new.instances {
-        out.push(format!("instances {} -> {}", old.instances, new.instances));
+    if old.instances != *instances {
+        out.push(format!("instances {} -> {instances}", old.instances));
     }
-    let fields: [(&str, bool); 12] = [
-        ("script", old.script != new.script),
-        ("args", old.args != new.args),
-        ("interpreter", old.interpreter != new.interpreter),
+    let fields = [
+        ("script", old.script != *script),
+        ("args", old.args != *args),
+        ("interpreter", old.interpreter != *interpreter),
         (
             "interpreter_args",
-            old.interpreter_args != new.interpreter_args,
+            old.interpreter_args != *interpreter_args,
         ),
-        ("cwd", old.cwd != new.cwd),
-        ("kill_timeout", old.kill_timeout != new.kill_timeout),
-        ("listen_timeout", old.listen_timeout != new.listen_timeout),
-        ("wait_ready", old.wait_ready != new.wait_ready),
+        ("cwd", old.cwd != *cwd),
+        ("exec_mode", old.exec_mode != *exec_mode),
+        ("wait_ready", old.wait_ready != *wait_ready),
+        ("listen_timeout", old.listen_timeout != *listen_timeout),
+        ("kill_timeout", old.kill_timeout != *kill_timeout),
+        ("drain_delay", old.drain_delay != *drain_delay),
+        ("kill_signal", old.kill_signal != *kill_signal),
         (
-            "watch",
-            (
-                &old.watch,
-                &old.ignore_watch,
-                old.watch_delay,
-                old.watch_poll,
-            ) != (
-                &new.watch,
-                &new.ignore_watch,
-                new.watch_delay,
-                new.watch_poll,
-            ),
+            "shutdown_with_message",
+            old.shutdown_with_message != *shutdown_with_message,
         ),
         (
             "max_memory_restart",
-            old.max_memory_restart != new.max_memory_restart,
+            old.max_memory_restart != *max_memory_restart,
         ),
-        ("port", (old.port, &old.listen) != (new.port, &new.listen)),
-        ("logs", old.logs != new.logs),
+        ("autorestart", old.autorestart != *autorestart),
+        ("max_restarts", old.max_restarts != *max_restarts),
+        ("min_uptime", old.min_uptime != *min_uptime),
+        ("restart_delay", old.restart_delay != *restart_delay),
+        (
+            "exp_backoff_restart_delay",
+            old.exp_backoff_restart_delay != *exp_backoff_restart_delay,
+        ),
+        ("stop_exit_codes", old.stop_exit_codes != *stop_exit_codes),
+        ("watch", old.watch != *watch),
+        ("ignore_watch", old.ignore_watch != *ignore_watch),
+        ("watch_delay", old.watch_delay != *watch_delay),
+        ("watch_options", old.watch_poll != *watch_poll),
+        ("instance_var", old.instance_var != *instance_var),
+        ("cron_restart", old.cron_restart != *cron_restart),
+        ("increment_var", old.increment_var != *increment_var),
+        ("port", old.port != *port),
+        ("listen", old.listen != *listen),
+        ("max_surge", old.max_surge != *max_surge),
+        ("min_ready", old.min_ready != *min_ready),
+        ("ready_pattern", old.ready_pattern != *ready_pattern),
+        ("build", old.build != *build),
+        ("build_timeout", old.build_timeout != *build_timeout),
+        ("logs", old.logs != *logs),
     ];
-    for (name, changed) in fields {
-        if changed {
-            out.push(format!("{name} changed"));
-        }
-    }
-    // Anything else: restart policy, signals, exec mode...
-    let mut rest = new.clone();
-    rest.env = old.env.clone();
-    rest.instances = old.instances;
-    rest.script = old.script.clone();
-    rest.args = old.args.clone();
-    rest.interpreter = old.interpreter.clone();
-    rest.interpreter_args = old.interpreter_args.clone();
-    rest.command = old.command.clone();
-    rest.cwd = old.cwd.clone();
-    rest.kill_timeout = old.kill_timeout;
-    rest.listen_timeout = old.listen_timeout;
-    rest.wait_ready = old.wait_ready;
-    rest.watch = old.watch.clone();
-    rest.ignore_watch = old.ignore_watch.clone();
-    rest.watch_delay = old.watch_delay;
-    rest.watch_poll = old.watch_poll;
-    rest.max_memory_restart = old.max_memory_restart;
-    rest.port = old.port;
-    rest.listen = old.listen.clone();
-    rest.logs = old.logs.clone();
-    if &rest != old {
-        out.push("settings changed".into());
-    }
+    out.extend(
+        fields
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(name, _)| format!("{name} changed")),
+    );
     out
 }
 
@@ -529,7 +563,20 @@ mod tests {
             (
                 "restart policy",
                 Box::new(|p| p.max_restarts = 3),
-                vec!["settings changed"],
+                vec!["max_restarts changed"],
+            ),
+            (
+                "signal, schedule and logs",
+                Box::new(|p| {
+                    p.kill_signal = nix::sys::signal::Signal::SIGTERM;
+                    p.cron_restart = Some("0 3 * * *".into());
+                    p.logs.merge_logs = !p.logs.merge_logs;
+                }),
+                vec![
+                    "kill_signal changed",
+                    "cron_restart changed",
+                    "logs changed",
+                ],
             ),
         ];
         for (name, change, want) in table {
