@@ -369,8 +369,7 @@ fn non_utf8_file_is_an_error() {
 #[test]
 fn javascript_is_evaluated_with_node() {
     if !node_available() {
-        common::cannot_run("node is not on PATH");
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let out = Command::new("node")
         .args(["-e", "console.log(require('os').cpus().length)"])
@@ -415,7 +414,7 @@ fn javascript_without_node_points_at_the_first_non_literal() {
 #[test]
 fn console_output_of_a_config_does_not_corrupt_the_plan() {
     if !node_available() {
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let run = hotrun(
         &fixtures("seed"),
@@ -434,7 +433,7 @@ fn console_output_of_a_config_does_not_corrupt_the_plan() {
 #[test]
 fn a_throwing_config_gives_message_and_line() {
     if !node_available() {
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let dir = fixtures("js");
     let run = hotrun(&dir, &["config", "--config", "throws.config.js"]);
@@ -455,7 +454,7 @@ fn a_throwing_config_gives_message_and_line() {
 #[test]
 fn a_config_that_never_finishes_is_stopped() {
     if !node_available() {
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let started = std::time::Instant::now();
     let run = hotrun(&fixtures("js"), &["config", "--config", "hangs.config.js"]);

@@ -191,8 +191,7 @@ module.exports = {
 #[test]
 fn a_computing_javascript_config() {
     if !node_available() {
-        common::cannot_run("node is not on PATH");
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let dir = folder(&[("ecosystem.config.js", COMPUTING)]);
     let run = hotrun_env(
@@ -234,7 +233,7 @@ fn a_computing_javascript_config() {
 #[test]
 fn console_output_of_a_config_goes_to_stderr() {
     if !node_available() {
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let dir = folder(&[(
         "ecosystem.config.js",
@@ -251,7 +250,7 @@ fn console_output_of_a_config_goes_to_stderr() {
 #[test]
 fn es_modules_and_exports_forms() {
     if !node_available() {
-        return;
+        return common::cannot_run("node is not on PATH");
     }
     let dir = folder(&[
         (

@@ -43,8 +43,7 @@ fn args_with_shell_metacharacters_arrive_verbatim() {
 #[test]
 fn another_user_is_refused_by_the_control_socket() {
     if !nix::unistd::getuid().is_root() {
-        eprintln!("SKIPPED another_user_is_refused_by_the_control_socket: needs root to act as another user");
-        return;
+        return cannot_run("needs root to act as another user");
     }
     let runtime = tempfile::tempdir().unwrap();
     let rt = runtime.path().join("rt");

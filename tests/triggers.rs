@@ -28,12 +28,9 @@ fn reloads(dir: &Path) -> i64 {
     app_status(&status(dir), "web")["reloads"].as_i64().unwrap()
 }
 
+/// `n` reloads done, and no more through a quiet second.
 fn wait_reloads(dir: &Path, n: i64) {
-    wait_until(&format!("{n} reload(s) are done"), || {
-        let st = status(dir);
-        let web = app_status(&st, "web");
-        web["reloads"] == n && web["reloading"] == false
-    });
+    wait_reloads_held(dir, "web", n);
 }
 
 #[test]

@@ -14,14 +14,10 @@ fn reloads(dir: &Path) -> i64 {
     app_status(&status(dir), "web")["reloads"].as_i64().unwrap()
 }
 
-/// Waits until `n` reloads are done and none runs.
+/// Waits until `n` reloads are done and none runs, and no more follows for a second.
 fn wait_reloads(h: &Hotrun, dir: &Path, n: usize) {
     h.wait_for_n("reload done", n);
-    wait_until(&format!("{n} reload(s) are done"), || {
-        let st = status(dir);
-        let web = app_status(&st, "web");
-        web["reloads"] == n as i64 && web["reloading"] == false
-    });
+    wait_reloads_held(dir, "web", n as i64);
 }
 
 /// An app in `dir` (server.js, 2 instances) with `watch` set to `watch`.

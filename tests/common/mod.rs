@@ -361,6 +361,22 @@ pub fn http_dir(port: u16, extra: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Waits until app `app` has had `n` reloads and none runs, then holds that count through
+/// a quiet second: a late extra reload (a loop, a double trigger) fails the test.
+pub fn wait_reloads_held(dir: &Path, app: &str, n: i64) {
+    let count = |st: &serde_json::Value| app_status(st, app)["reloads"].as_i64().unwrap();
+    wait_until(&format!("{n} reload(s) of {app} are done"), || {
+        let st = status(dir);
+        count(&st) == n && app_status(&st, app)["reloading"] == false
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        let st = status(dir);
+        assert_eq!(count(&st), n, "a reload more than {n} followed: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A test that cannot run on this machine: a failure under CI (`CI` set), where every
 /// prerequisite is installed; elsewhere it says why it did not run.
 pub fn cannot_run(why: &str) {
