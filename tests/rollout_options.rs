@@ -115,9 +115,10 @@ fn a_failing_build_keeps_every_old_instance_and_a_good_one_swaps() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("build failed: exited with exit code 3"),
-        "{err}"
+        err.contains("web: reload failed: build failed: exited with exit code 3"),
+        "the app's own failure is told by its name: {err}"
     );
+    assert!(!err.contains("web|"), "no instance is blamed: {err}");
     assert!(err.contains("compile error: src/app.ts(3,1)"), "{err}");
     h.wait_for("web|build | compile error");
     let st = status(dir.path());

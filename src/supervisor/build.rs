@@ -12,6 +12,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use tokio::net::unix::pipe;
 
+use super::reloads::Failure;
 use super::restart::History;
 use super::rollout::Trigger;
 use super::slot::Phase;
@@ -265,7 +266,7 @@ impl Supervisor {
                 match reload {
                     Some(trigger) => {
                         let reason = msg.trim_start_matches(&format!("{name}: ")).to_string();
-                        self.rollout_done(a, &trigger, Some((0, reason)), now);
+                        self.rollout_done(a, &trigger, Some(Failure::Build(reason)), now);
                     }
                     None => {
                         self.logs

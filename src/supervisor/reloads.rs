@@ -11,6 +11,34 @@ use crate::control::protocol::Response;
 use crate::process::reaper::Exit;
 use nix::sys::signal::Signal;
 
+/// Why a reload failed: the app's own step, or one of its instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The build failed or timed out (the reason without the app's name).
+    Build(String),
+    /// The new configuration cannot be applied (e.g. a port that cannot be bound).
+    Plan(String),
+    /// The successor of slot `slot` failed.
+    Instance { slot: usize, reason: String },
+}
+
+impl Failure {
+    fn reason(&self) -> &str {
+        match self {
+            Failure::Build(r) | Failure::Plan(r) | Failure::Instance { reason: r, .. } => r,
+        }
+    }
+
+    /// The event's `failed` field.
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Build(_) => "build",
+            Failure::Plan(_) => "plan",
+            Failure::Instance { .. } => "instance",
+        }
+    }
+}
+
 impl Supervisor {
     /// A reload request for app `a`; `waiter` is a pending `hotrun reload` to answer.
     pub(super) fn request_reload(&mut self, a: usize, trigger: Trigger, waiter: Option<u64>) {
@@ -40,7 +68,9 @@ impl Supervisor {
         if let Some(plan) = self.apps[a].next_plan.take() {
             if let Err(e) = self.apply_plan(a, plan, now) {
                 self.logs.say(&e);
-                return self.rollout_done(a, &trigger, Some((0, e)), now);
+                let name = format!("{}: ", self.apps[a].plan.name);
+                let reason = e.strip_prefix(&name).unwrap_or(&e).to_string();
+                return self.rollout_done(a, &trigger, Some(Failure::Plan(reason)), now);
             }
         }
         // A memory replacement runs the same code again: no build for it.
@@ -137,7 +167,7 @@ impl Supervisor {
                 Action::KillSuccessor { run } => self.kill_successor(a, run, now),
                 Action::Done => self.rollout_done(a, trigger, None, now),
                 Action::Failed { slot, reason } => {
-                    self.rollout_done(a, trigger, Some((slot, reason)), now);
+                    self.rollout_done(a, trigger, Some(Failure::Instance { slot, reason }), now);
                 }
             }
         }
@@ -311,7 +341,7 @@ impl Supervisor {
         &mut self,
         a: usize,
         trigger: &Trigger,
-        failure: Option<(usize, String)>,
+        failure: Option<Failure>,
         now: Instant,
     ) {
         let app = &mut self.apps[a];
@@ -323,15 +353,25 @@ impl Supervisor {
                 self.emit(Some(a), None, "reload_done", serde_json::json!({}), message);
                 None
             }
-            Some((slot, reason)) => {
-                let label = self.label(a, *slot);
-                let tail = self.failed_successor_tail(a, *slot);
+            Some(failure) => {
+                // An instance's failure is told by its label (`web|1`), the app's own
+                // (its build, its new configuration) by the app's name.
+                let (label, tail) = match failure {
+                    Failure::Instance { slot, .. } => {
+                        (self.label(a, *slot), self.failed_successor_tail(a, *slot))
+                    }
+                    Failure::Build(_) | Failure::Plan(_) => (format!("{name}:"), vec![]),
+                };
+                let reason = failure.reason();
                 let mut msg =
                     format!("{label} reload failed: {reason}; the old instances keep serving");
                 if !tail.is_empty() {
                     msg.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
                 }
-                let fields = serde_json::json!({"reason": reason});
+                let mut fields = serde_json::json!({"reason": reason, "failed": failure.kind()});
+                if let Failure::Instance { slot, .. } = failure {
+                    fields["instance"] = serde_json::json!(self.apps[a].slots[*slot].id);
+                }
                 self.emit(Some(a), None, "reload_failed", fields, msg.clone());
                 Some(msg)
             }
