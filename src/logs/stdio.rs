@@ -310,6 +310,11 @@ mod tests {
         let writer = std::thread::spawn(move || q.drain_into(&mut sink));
         // The writer takes the first line and blocks on it; the queue then fills.
         queue.push(b"first\n");
+        // Until the writer holds it (on a loaded machine its thread starts late).
+        let taken_by = Instant::now() + Duration::from_secs(10);
+        while !queue.lock().lines.is_empty() && Instant::now() < taken_by {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for i in 0..1000 {
             queue.push(format!("line {i:04}\n").as_bytes());
         }
