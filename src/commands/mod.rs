@@ -12,7 +12,7 @@ pub use control::{control, events, reload, restart};
 pub use logs::logs;
 pub use running::{run, watch};
 pub use setup::{init, show_config, startup_systemd};
-pub use status::{ls, ready, status, status_table};
+pub use status::{ls, ready, status};
 
 use crate::cli::Global;
 use crate::config::{self, LoadOptions};

@@ -1,13 +1,11 @@
 //! `hotrun status` (a table like `pm2 ls`, or JSON), `status --ready`, and `hotrun ls`
 //! (every hotrun of this user).
 
-use serde_json::Value;
-
 use super::{ask, options};
 use crate::cli::Global;
 use crate::config;
 use crate::control::client;
-use crate::control::protocol::Request;
+use crate::control::protocol::{InstanceState, Request, Status};
 use crate::{exit, logs};
 
 /// `hotrun status [--json]`.
@@ -25,9 +23,7 @@ pub fn status(global: &Global, json: bool) -> i32 {
         return exit::FAILURE;
     };
     if !global.only.is_empty() {
-        if let Some(apps) = status["apps"].as_array_mut() {
-            apps.retain(|a| global.only.iter().any(|n| a["name"] == n.as_str()));
-        }
+        status.apps.retain(|a| global.only.contains(&a.name));
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&status).expect("json"));
@@ -57,20 +53,7 @@ pub fn ready(global: &Global, verbose: bool) -> i32 {
             return exit::FAILURE;
         }
     };
-    let empty = vec![];
-    let mut not_ready = Vec::new();
-    for app in status["apps"].as_array().unwrap_or(&empty) {
-        for inst in app["instances"].as_array().unwrap_or(&empty) {
-            if inst["state"] != "online" {
-                not_ready.push(format!(
-                    "{}|{} is {}",
-                    app["name"].as_str().unwrap_or("?"),
-                    inst["id"],
-                    inst["state"].as_str().unwrap_or("?")
-                ));
-            }
-        }
-    }
+    let not_ready = status.not_ready();
     if not_ready.is_empty() {
         say("every instance is online");
         exit::OK
@@ -81,52 +64,39 @@ pub fn ready(global: &Global, verbose: bool) -> i32 {
 }
 
 /// A table like `pm2 ls`.
-pub fn status_table(status: &Value) -> String {
+pub fn status_table(status: &Status) -> String {
     let mut rows = vec![[
         "app", "id", "pid", "state", "ready by", "uptime", "restarts", "reloads", "cpu", "memory",
     ]
     .map(String::from)
     .to_vec()];
-    let empty = vec![];
-    for app in status["apps"].as_array().unwrap_or(&empty) {
-        let name = app["name"].as_str().unwrap_or("?");
-        for inst in app["instances"].as_array().unwrap_or(&empty) {
-            let text = |v: &Value| {
-                v.as_str()
-                    .map(String::from)
-                    .or_else(|| v.as_u64().map(|n| n.to_string()))
-            };
+    let dash = || "-".to_string();
+    for app in &status.apps {
+        for inst in &app.instances {
             rows.push(vec![
-                name.to_string(),
-                text(&inst["id"]).unwrap_or_default(),
-                text(&inst["pid"]).unwrap_or_else(|| "-".into()),
-                text(&inst["state"]).unwrap_or_default(),
-                text(&inst["ready_by"]).unwrap_or_else(|| "-".into()),
-                inst["uptime_ms"]
-                    .as_u64()
-                    .map_or("-".into(), human_duration),
-                text(&inst["restarts"]).unwrap_or_default(),
-                text(&inst["reloads"]).unwrap_or_default(),
-                inst["cpu_percent"]
-                    .as_f64()
-                    .map_or("-".into(), |p| format!("{p:.0}%")),
-                inst["memory_bytes"]
-                    .as_u64()
-                    .map_or("-".into(), human_bytes),
+                app.name.clone(),
+                inst.id.to_string(),
+                inst.pid.map_or_else(dash, |p| p.to_string()),
+                inst.state.as_str().to_string(),
+                inst.ready_by.clone().unwrap_or_else(dash),
+                inst.uptime_ms.map_or_else(dash, human_duration),
+                inst.restarts.to_string(),
+                inst.reloads.to_string(),
+                inst.cpu_percent.map_or_else(dash, |p| format!("{p:.0}%")),
+                inst.memory_bytes.map_or_else(dash, human_bytes),
             ]);
         }
     }
     let mut out = table(&rows);
-    for app in status["apps"].as_array().unwrap_or(&empty) {
-        let reloads = app["reloads"].as_u64().unwrap_or(0);
-        let last = &app["last_reload"];
-        if !last.is_null() {
+    for app in &status.apps {
+        if let Some(last) = &app.last_reload {
+            let result = match last.result {
+                crate::control::protocol::ReloadResult::Ok => "ok",
+                crate::control::protocol::ReloadResult::Failed => "failed",
+            };
             out.push_str(&format!(
-                "{}: {reloads} reload(s); last: {} by {} at {}\n",
-                app["name"].as_str().unwrap_or("?"),
-                last["result"].as_str().unwrap_or("?"),
-                last["trigger"].as_str().unwrap_or("?"),
-                last["at"].as_str().unwrap_or("?"),
+                "{}: {} reload(s); last: {result} by {} at {}\n",
+                app.name, app.reloads, last.trigger, last.at,
             ));
         }
     }
@@ -182,16 +152,17 @@ pub fn ls() -> i32 {
             continue;
         };
         let Some(status) = reply.status else { continue };
-        let empty = vec![];
-        for app in status["apps"].as_array().unwrap_or(&empty) {
-            let instances = app["instances"].as_array().unwrap_or(&empty);
-            let online = instances.iter().filter(|i| i["state"] == "online").count();
+        for app in &status.apps {
+            let online = app
+                .instances
+                .iter()
+                .filter(|i| i.state == InstanceState::Online);
             rows.push([
-                app["name"].as_str().unwrap_or("?").to_string(),
-                format!("{online}/{}", instances.len()),
-                app["reloads"].as_u64().unwrap_or(0).to_string(),
-                status["pid"].as_u64().map_or("?".into(), |p| p.to_string()),
-                status["config"].as_str().unwrap_or("?").to_string(),
+                app.name.clone(),
+                format!("{}/{}", online.count(), app.instances.len()),
+                app.reloads.to_string(),
+                status.pid.to_string(),
+                status.config.display().to_string(),
             ]);
         }
     }

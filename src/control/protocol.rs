@@ -65,7 +65,7 @@ pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub status: Option<Status>,
     /// Output records (`hotrun logs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<Value>>,
@@ -73,6 +73,113 @@ pub struct Response {
     /// memory are fewer than asked; their records are not in `lines`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<LogFile>>,
+}
+
+/// What `status` answers (and `hotrun status --json` prints): every app and instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// hotrun's pid.
+    pub pid: u32,
+    /// The ecosystem file it runs.
+    pub config: std::path::PathBuf,
+    pub apps: Vec<AppStatus>,
+}
+
+impl Status {
+    /// Every instance that is not online, as `web|1 is starting`; empty when all are.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.apps
+            .iter()
+            .flat_map(|app| {
+                app.instances
+                    .iter()
+                    .filter(|i| i.state != InstanceState::Online)
+                    .map(move |i| format!("{}|{} is {}", app.name, i.id, i.state.as_str()))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub name: String,
+    /// `fork` or `cluster`, as written.
+    pub exec_mode: String,
+    pub cron_restart: Option<CronStatus>,
+    /// A rolling reload runs.
+    pub reloading: bool,
+    /// Reloads done (successful ones).
+    pub reloads: u32,
+    pub last_reload: Option<LastReload>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronStatus {
+    pub expression: String,
+    /// The next run, RFC 3339, local time.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReload {
+    /// What started it: `hotrun reload`, `SIGHUP`, `watch`, `memory`, ...
+    pub trigger: String,
+    pub result: ReloadResult,
+    /// When it ended, RFC 3339, local time.
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    Ok,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub id: u32,
+    /// None while no process runs (waiting to start, stopped, errored).
+    pub pid: Option<i32>,
+    pub state: InstanceState,
+    /// How it showed it was ready, while online: message, notify, listen, pattern, uptime.
+    pub ready_by: Option<String>,
+    /// Restarts after an exit.
+    pub restarts: u32,
+    /// Times a reload's new instance took the slot.
+    pub reloads: u32,
+    /// CPU of its process group over the last interval.
+    pub cpu_percent: Option<f64>,
+    /// CPU time of its process group since it started.
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory of its process group.
+    pub memory_bytes: Option<u64>,
+    pub uptime_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Starting,
+    Online,
+    Draining,
+    Stopping,
+    Errored,
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Online => "online",
+            InstanceState::Draining => "draining",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Errored => "errored",
+            InstanceState::Stopped => "stopped",
+        }
+    }
 }
 
 /// One file an app's output goes to.
@@ -120,7 +227,7 @@ impl Response {
         }
     }
 
-    pub fn status(status: Value) -> Response {
+    pub fn status(status: Status) -> Response {
         Response {
             ok: true,
             error: None,

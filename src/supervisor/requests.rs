@@ -18,7 +18,7 @@ impl Supervisor {
             stream,
         } = incoming;
         let response = match request {
-            Request::Status => Response::status(self.status_json()),
+            Request::Status => Response::status(self.status()),
             Request::Stop => {
                 self.logs.say("stop requested: stopping every instance");
                 self.stop_all();

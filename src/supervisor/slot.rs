@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::restart::{decide, Decision, History, Policy};
+use crate::control::protocol::InstanceState;
 use crate::process::reaper::Exit;
 
 /// How an instance showed it was ready.
@@ -210,15 +211,15 @@ impl Phase {
         matches!(self, Phase::Errored { .. } | Phase::Stopped { .. })
     }
 
-    /// The name `status` shows.
-    pub fn state_name(&self) -> &'static str {
+    /// The state `status` shows.
+    pub fn state(&self) -> InstanceState {
         match self {
-            Phase::Pending { .. } | Phase::Starting { .. } => "starting",
-            Phase::Online { .. } => "online",
-            Phase::Draining { .. } => "draining",
-            Phase::Stopping { .. } => "stopping",
-            Phase::Errored { .. } => "errored",
-            Phase::Stopped { .. } => "stopped",
+            Phase::Pending { .. } | Phase::Starting { .. } => InstanceState::Starting,
+            Phase::Online { .. } => InstanceState::Online,
+            Phase::Draining { .. } => InstanceState::Draining,
+            Phase::Stopping { .. } => InstanceState::Stopping,
+            Phase::Errored { .. } => InstanceState::Errored,
+            Phase::Stopped { .. } => InstanceState::Stopped,
         }
     }
 }

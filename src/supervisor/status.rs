@@ -1,16 +1,21 @@
-//! `hotrun status`: the state of every app and instance, as the JSON the control socket
-//! returns (and `hotrun status --json` prints).
+//! `hotrun status`: the state of every app and instance, as the control protocol's typed
+//! `Status` (what `hotrun status --json` prints).
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
-
 use super::slot::Phase;
 use super::Supervisor;
+use crate::control::protocol::{
+    AppStatus, CronStatus, InstanceStatus, LastReload, ReloadResult, Status,
+};
 use crate::memory;
 
+fn rfc3339(t: &chrono::DateTime<chrono::Local>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
 impl Supervisor {
-    pub(super) fn status_json(&self) -> Value {
+    pub(super) fn status(&self) -> Status {
         let now = Instant::now();
         let pgids: Vec<i32> = self
             .apps
@@ -23,60 +28,64 @@ impl Supervisor {
         let mut cpu = self.cpu.borrow_mut();
         cpu.retain(&pgids);
 
-        let apps: Vec<Value> = self
+        let apps = self
             .apps
             .iter()
             .filter(|app| !app.removed)
             .map(|app| {
-                let instances: Vec<Value> = app
+                let instances = app
                     .slots
                     .iter()
                     .map(|slot| {
                         let run = slot.phase.run();
-                        let ready_by = match &slot.phase {
-                            Phase::Online { ready_by, .. } => Some(ready_by.as_str()),
-                            _ => None,
-                        };
-                        json!({
-                            "id": slot.id,
-                            "pid": run.map(|r| r.pid),
-                            "state": slot.phase.state_name(),
-                            "ready_by": ready_by,
-                            "restarts": slot.history.restarts,
-                            "reloads": slot.reloads,
-                            "memory_bytes": run.and_then(|r| usage_of(r.pid)).map(|u| u.rss_bytes),
-                            "cpu_percent": run.and_then(|r| {
-                                let u = usage_of(r.pid)?;
-                                Some(cpu.percent(r.pid, r.started, u.cpu, now))
+                        let used = run.and_then(|r| usage_of(r.pid));
+                        InstanceStatus {
+                            id: slot.id,
+                            pid: run.map(|r| r.pid),
+                            state: slot.phase.state(),
+                            ready_by: match &slot.phase {
+                                Phase::Online { ready_by, .. } => Some(ready_by.as_str().into()),
+                                _ => None,
+                            },
+                            restarts: slot.history.restarts,
+                            reloads: slot.reloads,
+                            cpu_percent: run
+                                .zip(used)
+                                .map(|(r, u)| cpu.percent(r.pid, r.started, u.cpu, now)),
+                            cpu_seconds: used.map(|u| u.cpu.as_secs_f64()),
+                            memory_bytes: used.map(|u| u.rss_bytes),
+                            uptime_ms: run.map(|r| {
+                                now.saturating_duration_since(r.started).as_millis() as u64
                             }),
-                            "uptime_ms": run.map(|r| now.saturating_duration_since(r.started).as_millis() as u64),
-                        })
+                        }
                     })
                     .collect();
-                let last_reload = app.last_reload.as_ref().map(|l| {
-                    json!({
-                        "trigger": l.trigger,
-                        "result": if l.ok { "ok" } else { "failed" },
-                        "at": l.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-                    })
-                });
-                let cron_restart = app.scheduled.as_ref().map(|s| {
-                    json!({
-                        "expression": s.expression,
-                        "next": s.next.map(|n| n.wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
-                    })
-                });
-                json!({
-                    "name": app.plan.name,
-                    "exec_mode": app.plan.exec_mode.as_str(),
-                    "cron_restart": cron_restart,
-                    "reloading": app.rollout.is_some(),
-                    "reloads": app.reloads,
-                    "last_reload": last_reload,
-                    "instances": instances,
-                })
+                AppStatus {
+                    name: app.plan.name.clone(),
+                    exec_mode: app.plan.exec_mode.as_str().into(),
+                    cron_restart: app.scheduled.as_ref().map(|s| CronStatus {
+                        expression: s.expression.clone(),
+                        next: s.next.map(|n| rfc3339(&n.wall)),
+                    }),
+                    reloading: app.rollout.is_some(),
+                    reloads: app.reloads,
+                    last_reload: app.last_reload.as_ref().map(|l| LastReload {
+                        trigger: l.trigger.into(),
+                        result: if l.ok {
+                            ReloadResult::Ok
+                        } else {
+                            ReloadResult::Failed
+                        },
+                        at: rfc3339(&l.at),
+                    }),
+                    instances,
+                }
             })
             .collect();
-        json!({ "pid": std::process::id(), "config": self.config_file, "apps": apps })
+        Status {
+            pid: std::process::id(),
+            config: self.config_file.clone(),
+            apps,
+        }
     }
 }
