@@ -41,6 +41,16 @@ pub struct Global {
     #[arg(long, global = true, value_name = "MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(50..))]
     pub memory_interval: u64,
+
+    /// Serve /metrics (Prometheus), /livez, /readyz and /status on this address, e.g.
+    /// 127.0.0.1:9615 (off by default; for the runner: hotrun, run, watch, check).
+    #[arg(long, global = true, value_name = "ADDR", env = "HOTRUN_HTTP")]
+    pub http: Option<String>,
+
+    /// After SIGTERM, keep every instance serving this long (not ready any more) before
+    /// stopping them, in ms; over the apps' `shutdown_delay`.
+    #[arg(long, global = true, value_name = "MS")]
+    pub shutdown_delay: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

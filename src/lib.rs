@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod exit;
+pub mod http;
 pub mod init;
 pub mod logs;
 pub mod memory;

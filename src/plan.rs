@@ -158,6 +158,10 @@ pub struct AppPlan {
     /// `build_timeout`: how long a build may run (10 minutes by default).
     #[serde(serialize_with = "ms")]
     pub build_timeout: Duration,
+    /// `shutdown_delay` (hotrun's key): after SIGTERM, how long every instance keeps
+    /// serving (hotrun not ready any more) before they stop; hotrun waits the longest.
+    #[serde(serialize_with = "ms")]
+    pub shutdown_delay: Duration,
     #[serde(flatten)]
     pub logs: LogPlan,
 }
@@ -215,7 +219,7 @@ mod tests {
             restart_delay: _, exp_backoff_restart_delay: _, stop_exit_codes: _, watch: _,
             ignore_watch: _, watch_delay: _, watch_poll: _, env: _, instance_var: _,
             cron_restart: _, increment_var: _, port: _, listen: _, max_surge: _,
-            min_ready: _, ready_pattern: _, build: _, build_timeout: _,
+            min_ready: _, ready_pattern: _, build: _, build_timeout: _, shutdown_delay: _,
             logs: LogPlan { out_file: _, error_file: _, log_file: _, merge_logs: _,
                 date_format: _, rotation: _ },
         } = &app;
@@ -228,7 +232,7 @@ mod tests {
             "exp_backoff_restart_delay", "stop_exit_codes", "watch", "ignore_watch",
             "watch_delay", "watch_poll", "env", "instance_var", "cron_restart",
             "increment_var", "port", "listen", "max_surge", "min_ready", "ready_pattern",
-            "build", "build_timeout",
+            "build", "build_timeout", "shutdown_delay",
             // LogPlan, flattened
             "out_file", "error_file", "log_file", "merge_logs", "log_date_format",
             "log_rotation",

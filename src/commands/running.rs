@@ -10,6 +10,8 @@ use crate::supervisor::{self, Mode, RunOptions};
 fn run_options(global: &Global, mode: Mode) -> RunOptions {
     let mut opts = RunOptions::new(mode);
     opts.memory_interval = std::time::Duration::from_millis(global.memory_interval);
+    opts.http = global.http.clone().filter(|a| !a.is_empty());
+    opts.shutdown_delay = global.shutdown_delay.map(std::time::Duration::from_millis);
     // Reloads read the same file again, with the profile chosen now.
     if let Ok(load) = options(global) {
         if let Ok((path, _, _)) = config::find(&load) {

@@ -53,6 +53,10 @@ pub fn ready(global: &Global, verbose: bool) -> i32 {
             return exit::FAILURE;
         }
     };
+    if status.stopping {
+        say("not ready: hotrun is stopping");
+        return exit::FAILURE;
+    }
     let not_ready = status.not_ready();
     if not_ready.is_empty() {
         say("every instance is online");

@@ -609,6 +609,7 @@ pub fn resolve_app(
         ready_pattern,
         build: f.string("build")?.map(|(_, s)| s.to_string()),
         build_timeout: f.ms("build_timeout", 600_000)?,
+        shutdown_delay: f.ms("shutdown_delay", 0)?,
         logs,
     };
     Ok(Resolved {

@@ -47,6 +47,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "ready_pattern",
     "build",
     "build_timeout",
+    "shutdown_delay",
     "env_file",
     "log_max_size",
     "log_retain",

@@ -82,10 +82,18 @@ pub struct Status {
     pub pid: u32,
     /// The ecosystem file it runs.
     pub config: std::path::PathBuf,
+    /// hotrun is stopping (or waits its `shutdown_delay` before it does): not ready.
+    #[serde(default)]
+    pub stopping: bool,
     pub apps: Vec<AppStatus>,
 }
 
 impl Status {
+    /// Ready: hotrun is not stopping and every instance is online.
+    pub fn is_ready(&self) -> bool {
+        !self.stopping && self.not_ready().is_empty()
+    }
+
     /// Every instance that is not online, as `web|1 is starting`; empty when all are.
     pub fn not_ready(&self) -> Vec<String> {
         self.apps

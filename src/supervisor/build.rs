@@ -224,6 +224,9 @@ impl Supervisor {
         // Changes made while it ran are its own, whenever the watcher hands them over.
         self.apps[a].last_build = Some((b.started, now + BUILD_ECHO));
         let name = self.apps[a].plan.name.clone();
+        if let Some(m) = &self.metrics {
+            m.build_done(&name, result.is_ok());
+        }
         let live = self.shutdown == super::Shutdown::Running && !self.apps[a].removed;
         if !live {
             // hotrun stops, or the app left the file: nothing starts.

@@ -28,8 +28,14 @@ impl Supervisor {
         let before = slot.phase.run().copied();
         let was_final = slot.phase.is_final();
         let phase = std::mem::replace(&mut slot.phase, Phase::Stopped { exit: None });
+        let restarts = slot.history.restarts;
         let (next, actions) = slot::step(phase, input, now, &app.settings, &mut slot.history);
         slot.phase = next;
+        if slot.history.restarts > restarts {
+            if let Some(m) = &self.metrics {
+                m.restarted(&app.plan.name);
+            }
+        }
         if let Phase::Errored { exit } | Phase::Stopped { exit: Some(exit) } = &slot.phase {
             if !was_final && *exit != Exit::Code(0) && self.shutdown == Shutdown::Running {
                 self.last_failure = Some(exit.as_code());
@@ -210,7 +216,29 @@ impl Supervisor {
     }
 
     pub(super) fn on_stop_signal(&mut self, sig: Signal, now: Instant) {
+        let delay = self.shutdown_delay();
         match self.shutdown {
+            Shutdown::Running
+                if self.stop_at.is_none() && sig == Signal::SIGTERM && !delay.is_zero() =>
+            {
+                self.logs.say(&format!(
+                    "SIGTERM received: not ready any more; every instance serves {} ms more (shutdown_delay), then stops (again to stop at once)",
+                    delay.as_millis()
+                ));
+                self.first_stop_signal = Some(now);
+                self.stop_at = Some(now + delay);
+            }
+            Shutdown::Running if self.stop_at.is_some() => {
+                if repeat_kills(self.first_stop_signal, now) {
+                    self.logs.say(&format!(
+                        "{} received again: stopping every instance now",
+                        sig.as_str()
+                    ));
+                    self.stop_at = None;
+                    self.first_stop_signal = Some(now);
+                    self.stop_all();
+                }
+            }
             Shutdown::Running => {
                 self.logs.say(&format!(
                     "{} received: stopping every instance (again to kill at once)",
@@ -243,6 +271,19 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// How long hotrun keeps serving after SIGTERM: `--shutdown-delay`, or the longest
+    /// `shutdown_delay` of its apps.
+    fn shutdown_delay(&self) -> Duration {
+        self.shutdown_delay.unwrap_or_else(|| {
+            self.apps
+                .iter()
+                .filter(|a| !a.removed)
+                .map(|a| a.plan.shutdown_delay)
+                .max()
+                .unwrap_or_default()
+        })
     }
 
     /// Graceful stop of everything (SIGTERM, SIGINT, `hotrun stop`, the end of a check).

@@ -80,6 +80,10 @@ pub struct RunOptions {
     pub console: bool,
     /// Where the plan came from: reloads read it again. `None`: reloads keep the plan.
     pub source: Option<replan::Source>,
+    /// `--http ADDR`: serve /metrics, /livez, /readyz and /status there.
+    pub http: Option<String>,
+    /// `--shutdown-delay MS`: over the apps' `shutdown_delay`.
+    pub shutdown_delay: Option<Duration>,
 }
 
 impl RunOptions {
@@ -90,6 +94,8 @@ impl RunOptions {
             memory_interval: Duration::from_secs(1),
             console: false,
             source: None,
+            http: None,
+            shutdown_delay: None,
         }
     }
 }
@@ -190,6 +196,8 @@ struct AppState {
     next_plan: Option<AppPlan>,
     /// Gone from the ecosystem file (stopped; kept so indexes stay valid).
     removed: bool,
+    /// When the reload in flight began (its build included), for its duration.
+    reload_began: Option<Instant>,
     /// `ready_pattern`, compiled (it was checked when the file was read).
     ready_re: Option<regex::Regex>,
     /// The app's `build` while it runs.
@@ -216,6 +224,7 @@ impl AppState {
             in_start_window: false,
             next_plan: None,
             removed: false,
+            reload_began: None,
             ready_re: ready_regex(&plan),
             build: None,
             last_build: None,
@@ -272,6 +281,12 @@ struct Supervisor {
     listeners: Listeners,
     /// When the first stop signal came (a repeat soon after is the same stop).
     first_stop_signal: Option<Instant>,
+    /// SIGTERM came with a `shutdown_delay`: not ready any more, every instance stops then.
+    stop_at: Option<Instant>,
+    /// `--shutdown-delay`, over the apps' own.
+    shutdown_delay: Option<Duration>,
+    /// The counters `/metrics` serves, with `--http`.
+    metrics: Option<crate::http::Metrics>,
     /// The next socket lane given to a reload's successor.
     next_lane: u64,
     /// Where the instances' descendants that left their groups are (see process::tree).
@@ -365,6 +380,26 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
     };
     let _socket_file = SocketFile(socket_path);
     let (control_tx, mut control_rx) = mpsc::channel::<Incoming>(64);
+    // The endpoint is bound before anything starts: a port in use stops hotrun here.
+    let endpoint = match opts.http.as_deref().map(crate::http::bind).transpose() {
+        Ok(e) => e,
+        Err(msg) => {
+            logs::say(&msg);
+            return crate::exit::FAILURE;
+        }
+    };
+    let metrics = endpoint.map(|(listener, addr)| {
+        let metrics = crate::http::Metrics::new();
+        logs::say(&format!(
+            "serving /metrics, /livez, /readyz and /status on http://{addr}"
+        ));
+        tokio::spawn(crate::http::serve(
+            listener,
+            control_tx.clone(),
+            metrics.clone(),
+        ));
+        metrics
+    });
     tokio::spawn(server::serve(control, control_tx));
 
     let guard = match Guard::start() {
@@ -387,6 +422,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             return crate::exit::FAILURE;
         }
     };
+    sup.metrics = metrics;
     let fs_events = Some(sup.wake.clone());
     let (console_tx, mut console_rx) = mpsc::channel::<String>(8);
     if opts.console {
@@ -490,6 +526,9 @@ impl Supervisor {
             listeners,
             live_error_said: false,
             first_stop_signal: None,
+            stop_at: None,
+            shutdown_delay: opts.shutdown_delay,
+            metrics: None,
             next_lane: 1,
             tree_index: None,
             cpu: Default::default(),
@@ -591,6 +630,9 @@ impl Supervisor {
         if let Some(t) = self.schedule_deadline() {
             wake = wake.min(t);
         }
+        if let Some(t) = self.stop_at {
+            wake = wake.min(t);
+        }
         if let Some(t) = self.ended_at {
             wake = wake.min(t + DRAIN_GRACE);
         }
@@ -683,6 +725,12 @@ impl Supervisor {
     }
 
     fn tick(&mut self, now: Instant) {
+        if self.stop_at.is_some_and(|t| t <= now) {
+            self.stop_at = None;
+            self.logs
+                .say("shutdown_delay passed: stopping every instance");
+            self.stop_all();
+        }
         self.index_trees_if_stopping();
         // Starts are paced: the loop answers signals and requests between batches.
         let mut starts = 0;

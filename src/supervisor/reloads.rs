@@ -65,6 +65,7 @@ impl Supervisor {
 
     fn begin_rollout(&mut self, a: usize, trigger: Trigger) {
         let now = Instant::now();
+        self.apps[a].reload_began = Some(now);
         if let Some(plan) = self.apps[a].next_plan.take() {
             if let Err(e) = self.apply_plan(a, plan, now) {
                 self.logs.say(&e);
@@ -377,6 +378,18 @@ impl Supervisor {
             }
         };
         let app = &mut self.apps[a];
+        if let Some(m) = &self.metrics {
+            let took = app
+                .reload_began
+                .take()
+                .map(|t| now.saturating_duration_since(t));
+            m.reload_done(
+                &name,
+                trigger.as_str(),
+                failure.is_none(),
+                took.unwrap_or_default(),
+            );
+        }
         app.last_reload = Some(LastReload {
             trigger: trigger.as_str(),
             ok: failure.is_none(),

@@ -92,6 +92,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         ready_pattern,
         build,
         build_timeout,
+        shutdown_delay,
         logs,
     } = new;
     let mut out = Vec::new();
@@ -158,6 +159,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         ("ready_pattern", old.ready_pattern != *ready_pattern),
         ("build", old.build != *build),
         ("build_timeout", old.build_timeout != *build_timeout),
+        ("shutdown_delay", old.shutdown_delay != *shutdown_delay),
         ("logs", old.logs != *logs),
     ];
     out.extend(
@@ -186,7 +188,7 @@ impl Supervisor {
         trigger: Trigger,
         reply: Option<tokio::sync::oneshot::Sender<Response>>,
     ) -> usize {
-        if self.shutdown != super::Shutdown::Running {
+        if self.shutdown != super::Shutdown::Running || self.stop_at.is_some() {
             if let Some(reply) = reply {
                 let _ = reply.send(Response::err("hotrun is stopping"));
             }

@@ -85,6 +85,7 @@ impl Supervisor {
         Status {
             pid: std::process::id(),
             config: self.config_file.clone(),
+            stopping: self.shutdown != super::Shutdown::Running || self.stop_at.is_some(),
             apps,
         }
     }

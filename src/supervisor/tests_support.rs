@@ -48,6 +48,7 @@ pub fn app() -> AppPlan {
         ready_pattern: None,
         build: None,
         build_timeout: Duration::from_secs(600),
+        shutdown_delay: Duration::ZERO,
         logs: LogPlan::default(),
     }
 }
