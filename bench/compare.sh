@@ -101,10 +101,12 @@ other_cpu() { # other_cpu SNAP_BEFORE SNAP_AFTER ELAPSED_MS
 
 # ---------------------------------------------------------------- clean-up (always) ----
 WRK_PID=""
+SCRAPER_PID=""
 HR_PID=""
 PM2_STARTED=""
 cleanup() {
   trap - EXIT INT TERM
+  if alive "$SCRAPER_PID"; then kill "$SCRAPER_PID" 2>/dev/null; fi
   if alive "$WRK_PID"; then kill -INT "$WRK_PID" 2>/dev/null; sleep 0.2; kill -KILL "$WRK_PID" 2>/dev/null; fi
   if alive "$HR_PID"; then
     log "stopping hotrun (pid $HR_PID)"
@@ -228,8 +230,9 @@ HR_RUNNER_PID=""
 HR_GUARD_PID=""
 PM2_GOD_PID=""
 
+# start_hotrun [ARGS...]: extra arguments for the runner (the endpoint's phase: --http).
 start_hotrun() {
-  "$HOTRUN" --config "$HR_CFG" >"$OUT/hotrun.log" 2>&1 &
+  "$HOTRUN" --config "$HR_CFG" "$@" >"$OUT/hotrun.log" 2>&1 &
   HR_PID=$!
   wait_until 30 hotrun_ready || die "hotrun: instances not online within 30 s (see bench/out/compare/hotrun.log)"
   HR_RUNNER_PID=$(hr_status | node "$LIB" hotrun-pid)
@@ -336,12 +339,13 @@ timed_reloads() {
   done
 }
 
-# reloads_under_load SYS: RELOADS rolling reloads back to back while wrk makes requests
-# with a new connection each; every socket error, time-out or non-200 answer is a failure.
+# reloads_under_load SYS [LABEL]: RELOADS rolling reloads back to back while wrk makes
+# requests with a new connection each; every socket error, time-out or non-200 answer is a
+# failure. Results are named LABEL (SYS by default).
 reloads_under_load() {
-  local sys=$1 port i failed_cmds=0 t0 t1 out line req sock non200 snap0
+  local sys=$1 label=${2:-$1} port i failed_cmds=0 t0 t1 out line req sock non200 snap0
   port=$(port_of "$sys")
-  out=$OUT/$sys-wrk-reloads.txt
+  out=$OUT/${2:-$sys}-wrk-reloads.txt
   wrk -t"$THREADS" -c"$CONNS" -d600s --timeout "$WRK_TIMEOUT" -H 'Connection: close' \
     -s "$BENCH/wrk-count.lua" "http://127.0.0.1:$port/" >"$out" 2>&1 &
   WRK_PID=$!
@@ -352,7 +356,7 @@ reloads_under_load() {
     "reload_$sys" || failed_cmds=$((failed_cmds + 1))
   done
   t1=$(now_ms)
-  result "${sys}_reload_other_cpu" "$(other_cpu "$snap0" "$(snap)" $((t1 - t0)))"
+  result "${label}_reload_other_cpu" "$(other_cpu "$snap0" "$(snap)" $((t1 - t0)))"
   sleep 1
   kill -INT "$WRK_PID" 2>/dev/null
   wait_until 15 eval '! alive "$WRK_PID"' || kill -KILL "$WRK_PID" 2>/dev/null
@@ -362,13 +366,13 @@ reloads_under_load() {
   req=$(field "$line" requests)
   sock=$(($(field "$line" connect) + $(field "$line" read) + $(field "$line" write)))
   non200=$(field "$line" non200)
-  result "${sys}_reload_total" "$((req + sock))"
-  result "${sys}_reload_failed" "$((sock + $(field "$line" timeout) + non200))"
-  result "${sys}_reload_detail" "connect=$(field "$line" connect) read=$(field "$line" read) write=$(field "$line" write) timeout=$(field "$line" timeout) non200=$non200"
-  result "${sys}_reload_wrk_s" "$(awk -v d="$(field "$line" duration_us)" 'BEGIN {printf "%.2f", d / 1e6}')"
-  result "${sys}_reload_load_s" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1000}')"
-  result "${sys}_reload_cmd_failures" "$failed_cmds"
-  log "$sys: $RELOADS reloads in $(((t1 - t0) / 1000)) s under load: ${line#WRK_SUMMARY }"
+  result "${label}_reload_total" "$((req + sock))"
+  result "${label}_reload_failed" "$((sock + $(field "$line" timeout) + non200))"
+  result "${label}_reload_detail" "connect=$(field "$line" connect) read=$(field "$line" read) write=$(field "$line" write) timeout=$(field "$line" timeout) non200=$non200"
+  result "${label}_reload_wrk_s" "$(awk -v d="$(field "$line" duration_us)" 'BEGIN {printf "%.2f", d / 1e6}')"
+  result "${label}_reload_load_s" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1000}')"
+  result "${label}_reload_cmd_failures" "$failed_cmds"
+  log "$label: $RELOADS reloads in $(((t1 - t0) / 1000)) s under load: ${line#WRK_SUMMARY }"
 }
 
 memory() {
@@ -420,8 +424,29 @@ reloads_under_load pm2
 memory ""
 result hotrun_reload_count "$(hr_status | node "$LIB" hotrun-reloads)"
 result pm2_reload_count "$(pm2_jlist | node "$LIB" pm2-restarts "$APP")"
-stop_hotrun
 stop_pm2
+
+# The endpoint's cost (--http): hotrun again with it on; its runner's RSS; the reloads
+# under load without a scrape, then with a scrape of /metrics every 100 ms.
+stop_hotrun
+HR_HTTP_PORT=$(free_port $((PM2_PORT + 1))) || die "no free port for the endpoint"
+start_hotrun --http "127.0.0.1:$HR_HTTP_PORT"
+result hotrun_http_rss_start_kb "$(rss_kb "$HR_RUNNER_PID")"
+reloads_under_load hotrun http_quiet
+scrapes=$OUT/scrapes.txt
+: >"$scrapes"
+(while :; do
+  curl -s -o /dev/null -w '%{http_code}\n' --max-time 5 "http://127.0.0.1:$HR_HTTP_PORT/metrics" >>"$scrapes"
+  sleep 0.1
+done) &
+SCRAPER_PID=$!
+reloads_under_load hotrun http_scraped
+kill "$SCRAPER_PID" 2>/dev/null
+wait "$SCRAPER_PID" 2>/dev/null
+result hotrun_http_rss_kb "$(rss_kb "$HR_RUNNER_PID")"
+result http_scrapes_ok "$(grep -c '^200$' "$scrapes")"
+result http_scrapes_failed "$(grep -vc '^200$' "$scrapes")"
+stop_hotrun
 result wall_s "$((($(now_ms) - T0) / 1000))"
 
 # --------------------------------------------------------------------------- report ----
@@ -461,6 +486,11 @@ echo "  other work's CPU while measuring (% of one core): throughput rounds, hot
   "$(get hotrun_rps_close_other_cpu); keep-alive $(get hotrun_rps_keepalive_other_cpu); PM2: new connection" \
   "$(get pm2_rps_close_other_cpu); keep-alive $(get pm2_rps_keepalive_other_cpu); timed reloads" \
   "$(get timed_reloads_other_cpu); reloads under load $(get hotrun_reload_other_cpu) / $(get pm2_reload_other_cpu)"
+echo "  the endpoint (--http): runner RSS $(get hotrun_http_rss_start_kb) KB at start, $(get hotrun_http_rss_kb) KB after 40 reloads" \
+  "(target < 12 MB); $RELOADS reloads under load without a scrape: $(get http_quiet_reload_total) requests," \
+  "$(get http_quiet_reload_failed) failed, $(get http_quiet_reload_load_s) s; with a scrape of /metrics every 100 ms:" \
+  "$(get http_scraped_reload_total) requests, $(get http_scraped_reload_failed) failed, $(get http_scraped_reload_load_s) s;" \
+  "scrapes $(get http_scrapes_ok) ok, $(get http_scrapes_failed) failed"
 echo "  total bench time: $(get wall_s) s; raw figures in bench/out/compare/results.env, markdown table in bench/out/compare/results.md"
 
 if [ "${BALANCE:-1}" != 0 ]; then
