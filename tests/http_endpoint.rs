@@ -188,8 +188,10 @@ fn readyz_is_503_before_ready_200_after_and_503_at_sigterm_while_instances_serve
     let out = hotrun_cmd(dir.path(), &["status", "--ready", "--verbose"]);
     assert!(!out.status.success(), "status --ready says not ready");
     assert!(String::from_utf8_lossy(&out.stderr).contains("hotrun is stopping"));
-    // The instances serve on for the delay: the same ones, every request answered.
-    while signalled.elapsed() < Duration::from_millis(2500) {
+    // The instances serve on for the delay: the same ones, every request answered, up to
+    // the moment the clients stop, 200 ms before the delay ends (as an orchestrator's
+    // traffic does; requests in flight then are answered too).
+    while signalled.elapsed() < Duration::from_millis(2800) {
         std::thread::sleep(Duration::from_millis(100));
         assert!(
             pids_before.iter().all(|&p| alive(p as i32)),
