@@ -288,3 +288,34 @@ fn malformed_and_slow_clients_harm_neither_the_endpoint_nor_the_runner() {
     drop(idle);
     assert!(h.output().contains("serving /metrics"));
 }
+
+#[test]
+fn hotrun_stop_or_a_second_sigterm_during_the_shutdown_delay_stops_at_once() {
+    for second in ["hotrun stop", "SIGTERM"] {
+        let port = free_port();
+        let dir = http_dir(port, "instances: 2, shutdown_delay: 60000");
+        let mut h = Hotrun::start(dir.path(), &[]);
+        wait_online(dir.path());
+        h.signal(nix::sys::signal::Signal::SIGTERM);
+        h.wait_for("SIGTERM received: not ready any more");
+        let asked = Instant::now();
+        if second == "hotrun stop" {
+            assert!(hotrun_cmd(dir.path(), &["stop"]).status.success());
+        } else {
+            // Apart from the first by more than a repeat of one delivery.
+            std::thread::sleep(Duration::from_millis(600));
+            h.signal(nix::sys::signal::Signal::SIGTERM);
+        }
+        assert!(h.wait_exit().success(), "{second}: {}", h.output());
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "{second}: stopped after {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            !h.output().contains("shutdown_delay passed"),
+            "{}",
+            h.output()
+        );
+    }
+}

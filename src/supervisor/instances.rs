@@ -234,7 +234,6 @@ impl Supervisor {
                         "{} received again: stopping every instance now",
                         sig.as_str()
                     ));
-                    self.stop_at = None;
                     self.first_stop_signal = Some(now);
                     self.stop_all();
                 }
@@ -291,6 +290,8 @@ impl Supervisor {
         if self.shutdown != Shutdown::Running {
             return;
         }
+        // A stop during the shutdown_delay (`hotrun stop`, a second signal) ends it.
+        self.stop_at = None;
         self.shutdown = Shutdown::Graceful;
         self.kill_builds();
         let now = Instant::now();
