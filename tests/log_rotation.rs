@@ -18,7 +18,7 @@ const LINES: u64 = 315_000;
 fn flood(keys: &str) -> (tempfile::TempDir, Hotrun) {
     let dir = config_dir(&format!(
         "module.exports = {{ apps: [{{ name: 'flood', script: '{}', autorestart: false,
-           out_file: 'logs/out.log', merge_logs: true, log_max_size: '1M', log_retain: 3,
+           out_file: 'logs/out.log', error_file: 'logs/err.log', merge_logs: true, log_max_size: '1M', log_retain: 3,
            env: {{ FLOOD_LINES: {LINES}, FLOOD_WIDTH: 100 }}, {keys} }}] }};\n",
         app("flood.js")
     ));

@@ -168,7 +168,7 @@ impl Collector for Snapshot {
                     .collect::<Vec<_>>()
             };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        use MetricType::{Counter, Gauge};
+        use MetricType::Gauge;
         family(
             &mut encoder,
             "instance_up",
@@ -200,8 +200,8 @@ impl Collector for Snapshot {
         family(
             &mut encoder,
             "instance_cpu_seconds",
-            "CPU time (user + system) of the instance's live processes",
-            Counter,
+            "CPU time (user + system) of the instance's live processes (a gauge: it drops when a child exits)",
+            Gauge,
             per_instance(&|i| i.cpu_seconds),
         )?;
         family(

@@ -163,10 +163,10 @@ async fn answer<B>(
             };
             reply(code, JSON, format!("{body}\n"))
         }
-        "/status" => {
-            let body = serde_json::to_string_pretty(&status).expect("a status serializes");
-            reply(StatusCode::OK, JSON, body + "\n")
-        }
+        "/status" => match serde_json::to_string_pretty(&status) {
+            Ok(body) => reply(StatusCode::OK, JSON, body + "\n"),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+        },
         _ => reply(
             StatusCode::OK,
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE,

@@ -23,7 +23,9 @@ pub fn last_lines(path: &Path, n: usize) -> io::Result<Vec<Vec<u8>>> {
         if lines.len() >= n {
             break;
         }
-        let Some(older) = rotated(path, k, n - lines.len())? else {
+        // A rotated file that cannot be read (corrupt, no permission) ends the history
+        // there: what was read is kept.
+        let Ok(Some(older)) = rotated(path, k, n - lines.len()) else {
             break;
         };
         for line in older.into_iter().rev() {
@@ -193,6 +195,15 @@ mod tests {
             let got = numbers(&last_lines(&path, asked).unwrap());
             assert_eq!(got, (first..3100).collect::<Vec<_>>(), "{asked} asked");
         }
+    }
+
+    #[test]
+    fn a_corrupt_rotated_file_ends_the_history_and_keeps_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        write(&path, 5, 8);
+        std::fs::write(dir.path().join("out.log.1.gz"), b"not gzip at all").unwrap();
+        assert_eq!(numbers(&last_lines(&path, 10).unwrap()), vec![5, 6, 7]);
     }
 
     #[test]

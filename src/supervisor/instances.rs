@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 
 use super::restart::History;
 use super::slot::{self, Action, Input, Phase, ReadyBy, Run};
-use super::{rollout, Role, Shutdown, Supervisor};
+use super::{rollout, Mode, Role, Shutdown, Supervisor};
 use crate::process::reaper::Exit;
 
 /// A stop signal repeated sooner than this after the first is the same stop delivered
@@ -275,6 +275,10 @@ impl Supervisor {
     /// How long hotrun keeps serving after SIGTERM: `--shutdown-delay`, or the longest
     /// `shutdown_delay` of its apps.
     fn shutdown_delay(&self) -> Duration {
+        // `hotrun check` is no orchestrated server: a stop there is a stop.
+        if let Mode::Check { .. } = self.mode {
+            return Duration::ZERO;
+        }
         self.shutdown_delay.unwrap_or_else(|| {
             self.apps
                 .iter()

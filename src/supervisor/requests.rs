@@ -127,7 +127,14 @@ impl Supervisor {
             if self.logbook.count(&plan.name) >= lines {
                 continue;
             }
-            for f in self.logs.files_of(a, plan.instances) {
+            let found = self.logs.files_of(a, plan.instances);
+            // Only when the files hold both streams: else the memory's lines of the other
+            // stream would be lost.
+            let holds = |s: Stream| found.iter().any(|f| f.stream.is_none_or(|x| x == s));
+            if !(holds(Stream::Out) && holds(Stream::Err)) {
+                continue;
+            }
+            for f in found {
                 files.push(LogFile {
                     app: plan.name.clone(),
                     app_index: a,
