@@ -336,7 +336,9 @@ fn hotrun_check_passes_and_fails() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("hotrun check: FAILED: web: an instance is no ready message after 1000 ms"),
+        stdout.contains(
+            "hotrun check: FAILED: web: an instance is not ready: no ready message after 1000 ms"
+        ),
         "{stdout}"
     );
 }

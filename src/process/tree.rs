@@ -78,6 +78,15 @@ impl Index {
         }
     }
 
+    /// An index that found nothing (the supervisor's glue tests start no process).
+    #[cfg(test)]
+    pub fn empty(taken: Instant) -> Index {
+        Index {
+            taken,
+            procs: Vec::new(),
+        }
+    }
+
     /// The processes of run `serial` outside its group `pgid`.
     pub fn escaped(&self, serial: u64, pgid: i32) -> Vec<i32> {
         self.procs

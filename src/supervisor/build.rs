@@ -18,9 +18,7 @@ use super::rollout::Trigger;
 use super::slot::Phase;
 use super::{Event, Supervisor};
 use crate::logs::{reader, Stream};
-use crate::process::group;
 use crate::process::reaper::Exit;
-use crate::process::spawn::spawn_build;
 
 /// How many of its last output lines a failed build shows.
 const TAIL: usize = 10;
@@ -77,7 +75,7 @@ impl Supervisor {
             fields,
             format!("{name}: build: {command}"),
         );
-        match spawn_build(&app, &command) {
+        match self.fx.spawn_build(&app, &command) {
             Ok(child) => {
                 if let Some(g) = self.guard.as_mut() {
                     g.add(child.pid);
@@ -164,7 +162,7 @@ impl Supervisor {
             g.remove(pid);
         }
         // What it started goes with it.
-        group::signal(pid, Signal::SIGKILL);
+        self.fx.signal_group(pid, Signal::SIGKILL);
         self.maybe_build_done(a, now);
     }
 
@@ -199,7 +197,8 @@ impl Supervisor {
             if let Some(b) = self.apps[a].build.as_mut() {
                 if !b.timed_out && b.exit.is_none() && now >= b.deadline && b.pid > 0 {
                     b.timed_out = true;
-                    group::signal(b.pid, Signal::SIGKILL);
+                    let pid = b.pid;
+                    self.fx.signal_group(pid, Signal::SIGKILL);
                 }
             }
             self.maybe_build_done(a, now);
@@ -230,9 +229,12 @@ impl Supervisor {
         let live = self.shutdown == super::Shutdown::Running && !self.apps[a].removed;
         if !live {
             // hotrun stops, or the app left the file: nothing starts.
-            if b.reload.is_some() {
-                self.abort_rollout(a, "the reload was abandoned", now);
-            }
+            let why = if self.apps[a].removed {
+                "the app was removed from the ecosystem file"
+            } else {
+                "hotrun is stopping"
+            };
+            self.abandon(a, b.reload, why, now);
             return;
         }
         match (result, b.reload) {
@@ -305,7 +307,8 @@ impl Supervisor {
         if let Some(b) = self.apps[a].build.as_mut() {
             b.timed_out = false;
             if b.pid > 0 {
-                group::signal(b.pid, Signal::SIGKILL);
+                let pid = b.pid;
+                self.fx.signal_group(pid, Signal::SIGKILL);
             }
         }
     }

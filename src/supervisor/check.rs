@@ -34,11 +34,11 @@ pub(super) struct CheckState {
     reloads_left: u32,
     started: Instant,
     report: CheckReport,
-    failure: Option<String>,
+    pub(super) failure: Option<String>,
 }
 
 impl CheckState {
-    pub fn new(mode: Mode) -> CheckState {
+    pub fn new(mode: Mode, now: Instant) -> CheckState {
         let (stage, reloads_left) = match mode {
             Mode::Serve => (Stage::Off, 0),
             Mode::Check { reloads } => (Stage::WaitingReady, reloads),
@@ -46,7 +46,7 @@ impl CheckState {
         CheckState {
             stage,
             reloads_left,
-            started: Instant::now(),
+            started: now,
             report: CheckReport::default(),
             failure: None,
         }
@@ -58,12 +58,9 @@ impl CheckState {
         }
     }
 
-    /// An instance is not ready within listen_timeout.
-    pub fn not_ready(&mut self, app: &str, msg: &str) {
-        self.fail(format!(
-            "{app}: an instance is {}",
-            msg.trim_end_matches("; still waiting")
-        ));
+    /// An instance is not ready within listen_timeout (`what`: what it lacks, when).
+    pub fn not_ready(&mut self, app: &str, what: &str) {
+        self.fail(format!("{app}: an instance is not ready: {what}"));
     }
 
     pub fn errored(&mut self, app: &str) {

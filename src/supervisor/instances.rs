@@ -143,12 +143,18 @@ impl Supervisor {
             Action::Say(msg) => {
                 let label = self.label(a, s);
                 self.logs.say(&format!("{label} {msg}"));
-                if msg.contains("still waiting") {
-                    self.check.not_ready(&self.apps[a].plan.name, &msg);
-                }
-                if msg.contains("sending SIGKILL") {
-                    self.check.unclean(&label);
-                }
+            }
+            Action::NotReadyInTime(msg) => {
+                let label = self.label(a, s);
+                self.logs.say(&format!("{label} {msg}; still waiting"));
+                self.check.not_ready(&self.apps[a].plan.name, &msg);
+            }
+            Action::StopOverdue(msg) => {
+                let label = self.label(a, s);
+                self.logs.say(&format!(
+                    "{label} {msg}; sending SIGKILL to its process group"
+                ));
+                self.check.unclean(&label);
             }
             Action::GaveUp(msg) => {
                 let label = self.label(a, s);
@@ -178,7 +184,7 @@ impl Supervisor {
 
     /// A readiness signal from the run `serial`.
     pub(super) fn on_ready(&mut self, serial: u64, by: ReadyBy) {
-        let now = Instant::now();
+        let now = self.fx.now();
         match self.locate(serial) {
             Some((a, s, Role::Current)) => self.apply(a, s, Input::Ready(by), now),
             Some((a, s, Role::Successor)) if by.counts(&self.apps[a].settings) => {
@@ -189,7 +195,7 @@ impl Supervisor {
     }
 
     pub(super) fn on_reaped(&mut self, exits: Vec<(i32, Exit)>) {
-        let now = Instant::now();
+        let now = self.fx.now();
         for (pid, exit) in exits {
             if let Some(&a) = self.builds.get(&pid) {
                 self.on_build_exit(a, exit, now);
@@ -298,7 +304,7 @@ impl Supervisor {
         self.stop_at = None;
         self.shutdown = Shutdown::Graceful;
         self.kill_builds();
-        let now = Instant::now();
+        let now = self.fx.now();
         for a in 0..self.apps.len() {
             self.abort_rollout(a, "hotrun is stopping", now);
             for s in 0..self.apps[a].slots.len() {

@@ -14,11 +14,13 @@
 //! rollouts), `replan.rs` (reading the file again at each reload), `build.rs` (build, then
 //! swap), `triggers.rs` (file changes, memory), `events.rs` (reload events), `logbook.rs`
 //! (`hotrun logs`), `requests.rs` (the control socket's requests), `console.rs` (`rs`),
-//! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`).
+//! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`), `effects.rs` (what the
+//! runner does to the world, behind a trait: faked by `fake.rs` in `glue_tests.rs`).
 
 mod build;
 mod check;
 mod console;
+mod effects;
 mod events;
 mod instances;
 mod logbook;
@@ -51,6 +53,7 @@ use crate::runtime_dir::RuntimeDir;
 use crate::sockets::reuseport::Member;
 use crate::sockets::{ListenAddr, Listeners};
 pub use check::CheckReport;
+use effects::Effects;
 use restart::History;
 use rollout::{Queue, Rollout};
 use runs::RunIo;
@@ -271,6 +274,8 @@ struct PendingReply {
 }
 
 struct Supervisor {
+    /// Processes, signals, /proc and the clock (faked in the glue tests).
+    fx: Box<dyn Effects>,
     apps: Vec<AppState>,
     logs: LogSink,
     guard: Option<Guard>,
@@ -415,7 +420,8 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         }
     };
     let (tx, mut rx) = mpsc::channel(1024);
-    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts) {
+    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts, Box::new(effects::System))
+    {
         Ok(sup) => sup,
         Err(msg) => {
             logs::say(&msg);
@@ -428,23 +434,24 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
     if opts.console {
         console::read_lines(console_tx);
     }
-    sup.start_initial_builds(Instant::now());
-    sup.tick(Instant::now());
+    let now = sup.fx.now();
+    sup.start_initial_builds(now);
+    sup.tick(now);
 
     loop {
-        if let Some(code) = sup.finished(Instant::now()) {
+        if let Some(code) = sup.finished(sup.fx.now()) {
             return code;
         }
         // Something still due (starts left for the next batch) waits a millisecond: the
         // runtime then reads signals and sockets before the loop goes on.
-        let now = Instant::now();
+        let now = sup.fx.now();
         let wake = sup.next_deadline(now).max(now + Duration::from_millis(1));
         tokio::select! {
             Some(ev) = rx.recv() => sup.on_event(ev),
             Some(incoming) = control_rx.recv() => sup.on_request(incoming),
             _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
-            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM, Instant::now()),
-            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT, Instant::now()),
+            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM, sup.fx.now()),
+            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT, sup.fx.now()),
             _ = sighup.recv() => {
                 sup.reload_apps(None, rollout::Trigger::Signal, None);
             }
@@ -452,7 +459,8 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             Some(line) = console_rx.recv() => sup.on_console(&line),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
-        sup.tick(Instant::now());
+        let now = sup.fx.now();
+        sup.tick(now);
     }
 }
 
@@ -474,6 +482,7 @@ impl Supervisor {
         events: mpsc::Sender<Event>,
         runtime: RuntimeDir,
         opts: &RunOptions,
+        fx: Box<dyn Effects>,
     ) -> Result<Supervisor, String> {
         let mode = opts.mode;
         let config_file = plan.config.clone();
@@ -492,7 +501,7 @@ impl Supervisor {
             ));
         }
         let logs = LogSink::new(&plan);
-        let now = Instant::now();
+        let now = fx.now();
         let mut listeners = Listeners::default();
         let mut pm_id = 0;
         let mut apps = Vec::with_capacity(plan.apps.len());
@@ -517,6 +526,7 @@ impl Supervisor {
             apps.push(AppState::new(app, ports, slots));
         }
         Ok(Supervisor {
+            fx,
             apps,
             logs,
             guard,
@@ -542,7 +552,7 @@ impl Supervisor {
             replies: HashMap::new(),
             next_request: 1,
             mode,
-            check: check::CheckState::new(mode),
+            check: check::CheckState::new(mode, now),
             watcher,
             wake,
             poll: opts.poll,
@@ -707,7 +717,7 @@ impl Supervisor {
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
             Event::BuildLine { app, stream, text } => self.on_build_line(app, stream, &text),
-            Event::BuildPipeClosed { app } => self.on_build_pipe_closed(app, Instant::now()),
+            Event::BuildPipeClosed { app } => self.on_build_pipe_closed(app, self.fx.now()),
         }
     }
 
@@ -834,5 +844,9 @@ impl Supervisor {
     }
 }
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod glue_tests;
 #[cfg(test)]
 pub(crate) mod tests_support;

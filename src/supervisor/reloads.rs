@@ -20,12 +20,17 @@ pub(super) enum Failure {
     Plan(String),
     /// The successor of slot `slot` failed.
     Instance { slot: usize, reason: String },
+    /// The reload was given up before its end: hotrun stops, the app left the file.
+    Abandoned(String),
 }
 
 impl Failure {
     fn reason(&self) -> &str {
         match self {
-            Failure::Build(r) | Failure::Plan(r) | Failure::Instance { reason: r, .. } => r,
+            Failure::Build(r)
+            | Failure::Plan(r)
+            | Failure::Abandoned(r)
+            | Failure::Instance { reason: r, .. } => r,
         }
     }
 
@@ -35,6 +40,7 @@ impl Failure {
             Failure::Build(_) => "build",
             Failure::Plan(_) => "plan",
             Failure::Instance { .. } => "instance",
+            Failure::Abandoned(_) => "abandoned",
         }
     }
 }
@@ -64,7 +70,7 @@ impl Supervisor {
     }
 
     fn begin_rollout(&mut self, a: usize, trigger: Trigger) {
-        let now = Instant::now();
+        let now = self.fx.now();
         self.apps[a].reload_began = Some(now);
         if let Some(plan) = self.apps[a].next_plan.take() {
             if let Err(e) = self.apply_plan(a, plan, now) {
@@ -320,20 +326,47 @@ impl Supervisor {
         }
     }
 
-    /// Stops a rollout in flight (hotrun is stopping): its successor is stopped too.
-    /// Also when no rollout runs yet (its build does): the queue's waiters are answered.
+    /// Gives up the reload in flight (hotrun stops, the app left the file), in its build
+    /// or its rollout: its successors stop, it ends as failed with `why` (its event,
+    /// `status`, the metrics, `hotrun check`), and the reload folded behind it is dropped,
+    /// its waiters told why. Nothing when no reload is in flight.
     pub(super) fn abort_rollout(&mut self, a: usize, why: &str, now: Instant) {
-        if let Some(r) = self.apps[a].rollout.take() {
+        let rollout = self.apps[a].rollout.take();
+        if let Some(r) = &rollout {
             let successors: Vec<Run> = r.successors().map(|(_, run)| *run).collect();
             for run in successors {
                 self.retire_successor(a, run, now);
             }
         }
-        let (waiters, _) = self.apps[a].queue.finish();
-        let (more, _) = self.apps[a].queue.finish();
+        let trigger = rollout
+            .map(|r| r.trigger)
+            .or_else(|| self.apps[a].build.as_ref().and_then(|b| b.reload.clone()));
+        self.abandon(a, trigger, why, now);
+    }
+
+    /// Ends app `a`'s reload in flight (of `trigger`) as abandoned for `why`, and drops
+    /// the one folded behind it.
+    pub(super) fn abandon(&mut self, a: usize, trigger: Option<Trigger>, why: &str, now: Instant) {
         let name = self.apps[a].plan.name.clone();
-        for id in waiters.into_iter().chain(more) {
-            self.answer(id, Some(format!("{name}: {why}")));
+        if let Some((_, waiters)) = self.apps[a].queue.next.take() {
+            for id in waiters {
+                self.answer(id, Some(format!("{name}: {why}")));
+            }
+        }
+        if !self.apps[a].queue.in_flight() {
+            return;
+        }
+        match trigger {
+            Some(trigger) => {
+                let failure = Failure::Abandoned(why.to_string());
+                self.rollout_done(a, &trigger, Some(failure), now);
+            }
+            None => {
+                let (waiters, _) = self.apps[a].queue.finish();
+                for id in waiters {
+                    self.answer(id, Some(format!("{name}: {why}")));
+                }
+            }
         }
     }
 
@@ -361,11 +394,15 @@ impl Supervisor {
                     Failure::Instance { slot, .. } => {
                         (self.label(a, *slot), self.failed_successor_tail(a, *slot))
                     }
-                    Failure::Build(_) | Failure::Plan(_) => (format!("{name}:"), vec![]),
+                    Failure::Build(_) | Failure::Plan(_) | Failure::Abandoned(_) => {
+                        (format!("{name}:"), vec![])
+                    }
                 };
                 let reason = failure.reason();
-                let mut msg =
-                    format!("{label} reload failed: {reason}; the old instances keep serving");
+                let mut msg = match failure {
+                    Failure::Abandoned(_) => format!("{label} reload abandoned: {reason}"),
+                    _ => format!("{label} reload failed: {reason}; the old instances keep serving"),
+                };
                 if !tail.is_empty() {
                     msg.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
                 }

@@ -274,7 +274,7 @@ impl Supervisor {
                 .say(&format!("{}: {}", new.name, changes.join("; ")));
         }
         if only_instances_changed(current, &new) && app.rollout.is_none() {
-            let now = Instant::now();
+            let now = self.fx.now();
             return match self.apply_plan(a, new, now) {
                 Ok(()) => false,
                 Err(e) => {
@@ -289,7 +289,7 @@ impl Supervisor {
 
     /// Apps new in the file start (they are not rolled); apps gone from it stop.
     fn add_and_remove_apps(&mut self, plan: &Plan) {
-        let now = Instant::now();
+        let now = self.fx.now();
         for a in self.live_apps() {
             if !plan.apps.iter().any(|p| p.name == self.apps[a].plan.name) {
                 self.logs.say(&format!(

@@ -1,8 +1,6 @@
 //! Requests from the control socket and the console: status, reload, restart, stop, and
 //! the preload module's reports from instances without an IPC channel.
 
-use std::time::Instant;
-
 use super::restart::History;
 use super::slot::{Input, Phase, ReadyBy};
 use super::{rollout, Supervisor};
@@ -156,7 +154,7 @@ impl Supervisor {
         if self.shutdown != super::Shutdown::Running {
             return;
         }
-        let now = Instant::now();
+        let now = self.fx.now();
         for &a in apps {
             self.logs.say(&format!(
                 "{}: restart requested: stop, then start",

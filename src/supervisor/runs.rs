@@ -18,8 +18,8 @@ use super::slot::{ReadyBy, Run};
 use super::{Event, Role, Supervisor};
 use crate::logs::{reader, Stream};
 use crate::plan::AppPlan;
-use crate::process::spawn::{spawn, SpawnRequest, FIRST_FD};
-use crate::process::{group, tree};
+use crate::process::spawn::{SpawnRequest, FIRST_FD};
+use crate::process::tree;
 
 /// How old the index of detached descendants may be when it is used.
 const TREE_SCAN: std::time::Duration = std::time::Duration::from_millis(25);
@@ -200,7 +200,7 @@ impl Supervisor {
             fds,
             listen_pid: !app.plan.listen.is_empty(),
         };
-        let child = match spawn(&req) {
+        let child = match self.fx.spawn(&req) {
             Ok(child) => child,
             Err(e) => {
                 let _ = std::fs::remove_file(&notify_path);
@@ -475,18 +475,18 @@ impl Supervisor {
         let stale = self
             .tree_index
             .as_ref()
-            .is_none_or(|i| i.taken.elapsed() >= TREE_SCAN);
+            .is_none_or(|i| self.fx.now().saturating_duration_since(i.taken) >= TREE_SCAN);
         if stale {
-            self.tree_index = Some(tree::Index::scan(&self.runtime.control_socket()));
+            self.tree_index = Some(self.fx.scan_tree(&self.runtime.control_socket()));
         }
         self.tree_index.as_ref().expect("just taken")
     }
 
     /// `sig` to the run's whole tree: its process group and the descendants that left it.
     pub(super) fn signal_tree(&mut self, run: Run, sig: nix::sys::signal::Signal) {
-        group::signal(run.pid, sig);
+        self.fx.signal_group(run.pid, sig);
         let escaped = self.tree_index().escaped(run.serial, run.pid);
-        tree::signal(&escaped, sig);
+        self.fx.signal_pids(&escaped, sig);
     }
 
     /// Before a tick decides whether stopping instances are gone: a fresh enough index.
@@ -506,13 +506,13 @@ impl Supervisor {
     pub(super) fn tree_alive(&self, phase: &super::slot::Phase) -> bool {
         match phase {
             super::slot::Phase::Stopping { run, .. } => {
-                group::alive(run.pid)
+                self.fx.group_alive(run.pid)
                     || self
                         .tree_index
                         .as_ref()
                         .is_some_and(|i| !i.escaped(run.serial, run.pid).is_empty())
             }
-            _ => phase.run().is_some_and(|r| group::alive(r.pid)),
+            _ => phase.run().is_some_and(|r| self.fx.group_alive(r.pid)),
         }
     }
 

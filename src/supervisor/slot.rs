@@ -135,6 +135,10 @@ pub enum Action {
     Kill,
     /// A line for the user about this slot.
     Say(String),
+    /// Not ready within `listen_timeout` (what it lacks and when), still waited for.
+    NotReadyInTime(String),
+    /// Still running `kill_timeout` after it was asked to stop (said with the `Kill`).
+    StopOverdue(String),
     /// The slot gave up (errored); the loop says so once per app.
     GaveUp(String),
 }
@@ -274,7 +278,7 @@ pub fn step(
                     "not listening"
                 };
                 let msg = format!(
-                    "{what} after {} ms (listen_timeout); still waiting",
+                    "{what} after {} ms (listen_timeout)",
                     settings.listen_timeout.as_millis()
                 );
                 (
@@ -282,7 +286,7 @@ pub fn step(
                         run,
                         deadline: None,
                     },
-                    vec![Say(msg)],
+                    vec![NotReadyInTime(msg)],
                 )
             } else {
                 (
@@ -440,7 +444,7 @@ pub fn step(
             Input::Tick { group_alive: true },
         ) if now >= kill_at => {
             let msg = format!(
-                "still running {} ms after {}; sending SIGKILL to its process group",
+                "still running {} ms after {}",
                 settings.kill_timeout.as_millis(),
                 settings.kill_signal.as_str()
             );
@@ -452,7 +456,7 @@ pub fn step(
                     exit,
                     poll_at: Some(now + POLL),
                 },
-                vec![Kill, Say(msg)],
+                vec![Kill, StopOverdue(msg)],
             )
         }
         // Killed, or the leader gone but not its whole group: look again soon.
@@ -729,8 +733,8 @@ mod tests {
                     run,
                     deadline: None,
                 },
-                actions: vec![Action::Say(
-                    "no ready message after 3000 ms (listen_timeout); still waiting".into(),
+                actions: vec![Action::NotReadyInTime(
+                    "no ready message after 3000 ms (listen_timeout)".into(),
                 )],
             },
             Case {
@@ -1062,10 +1066,7 @@ mod tests {
                 },
                 actions: vec![
                     Action::Kill,
-                    Action::Say(
-                        "still running 1600 ms after SIGINT; sending SIGKILL to its process group"
-                            .into(),
-                    ),
+                    Action::StopOverdue("still running 1600 ms after SIGINT".into()),
                 ],
             },
             Case {

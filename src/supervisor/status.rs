@@ -1,14 +1,11 @@
 //! `hotrun status`: the state of every app and instance, as the control protocol's typed
 //! `Status` (what `hotrun status --json` prints).
 
-use std::time::Instant;
-
 use super::slot::Phase;
 use super::Supervisor;
 use crate::control::protocol::{
     AppStatus, CronStatus, InstanceStatus, LastReload, ReloadResult, Status,
 };
-use crate::memory;
 
 fn rfc3339(t: &chrono::DateTime<chrono::Local>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
@@ -16,14 +13,14 @@ fn rfc3339(t: &chrono::DateTime<chrono::Local>) -> String {
 
 impl Supervisor {
     pub(super) fn status(&self) -> Status {
-        let now = Instant::now();
+        let now = self.fx.now();
         let pgids: Vec<i32> = self
             .apps
             .iter()
             .flat_map(|a| a.slots.iter())
             .filter_map(|s| s.phase.run().map(|r| r.pid))
             .collect();
-        let usage = memory::group_usage(&pgids);
+        let usage = self.fx.group_usage(&pgids);
         let usage_of = |pid: i32| pgids.iter().position(|&p| p == pid).map(|i| usage[i]);
         let mut cpu = self.cpu.borrow_mut();
         cpu.retain(&pgids);

@@ -11,7 +11,6 @@ use super::rollout::Trigger;
 use super::slot::Phase;
 use super::Supervisor;
 use crate::logs;
-use crate::memory;
 use crate::plan::Plan;
 
 /// How many changed paths a reload's log line names.
@@ -137,7 +136,7 @@ impl Supervisor {
             self.logs.say("the ecosystem file changed -> reload");
             self.reload_apps(None, Trigger::Watch, None);
         }
-        let now = Instant::now();
+        let now = self.fx.now();
         for crate::watch::AppChanges { app: a, paths } in found.changes {
             if self.shutdown != super::Shutdown::Running {
                 break;
@@ -273,7 +272,12 @@ impl Supervisor {
             return;
         }
         let pgids: Vec<i32> = targets.iter().map(|t| t.2).collect();
-        let rss = memory::group_rss(&pgids);
+        let rss: Vec<u64> = self
+            .fx
+            .group_usage(&pgids)
+            .iter()
+            .map(|u| u.rss_bytes)
+            .collect();
         for ((a, s, _, limit), bytes) in targets.into_iter().zip(rss) {
             if bytes > limit {
                 self.over_memory(a, s, bytes, limit, now);
