@@ -1,12 +1,10 @@
 //! `hotrun reload`, `restart`, `stop` and `events`: requests to the running hotrun, and
 //! the reload's events as they come.
 
-use serde_json::Value;
-
 use super::{apps, ask, connect};
 use crate::cli::Global;
 use crate::control::client;
-use crate::control::protocol::Request;
+use crate::control::protocol::{ReloadEvent, Request};
 use crate::{exit, logs};
 
 /// `hotrun reload`, `restart`, `stop`: print the answer; 0 when it is ok.
@@ -51,14 +49,11 @@ pub fn reload(global: &Global, names: &[String], no_wait: bool, dry_run: bool) -
             }
             Ok(_) => {}
         }
-        let Ok(value) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if value.get("event").is_some() {
-            print_event(&value);
+        if let Ok(event) = serde_json::from_str::<ReloadEvent>(&line) {
+            print_event(&event, &line);
             continue;
         }
-        let reply: client::Reply = match serde_json::from_value(value) {
+        let reply: client::Reply = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(_) => continue,
         };
@@ -74,11 +69,12 @@ pub fn reload(global: &Global, names: &[String], no_wait: bool, dry_run: bool) -
     }
 }
 
-fn print_event(event: &Value) {
+/// A reload event: its JSON `line` as it came with `--log-format json`, else its message.
+fn print_event(event: &ReloadEvent, line: &str) {
     if logs::json() {
-        println!("{event}");
+        println!("{}", line.trim_end());
     } else {
-        println!("{}", event["message"].as_str().unwrap_or(""));
+        println!("{}", event.message);
     }
 }
 
@@ -89,12 +85,12 @@ pub fn events(global: &Global) -> i32 {
     };
     let mut line = String::new();
     while std::io::BufRead::read_line(&mut conn, &mut line).unwrap_or(0) > 0 {
-        if let Ok(value) = serde_json::from_str::<Value>(&line) {
-            if value.get("event").is_some() {
-                print_event(&value);
-            } else if let Some(m) = value["message"].as_str() {
-                // The answer: from now on every event comes.
-                logs::say(m);
+        if let Ok(event) = serde_json::from_str::<ReloadEvent>(&line) {
+            print_event(&event, &line);
+        } else if let Ok(reply) = serde_json::from_str::<client::Reply>(&line) {
+            // The answer: from now on every event comes.
+            if let Some(m) = reply.message {
+                logs::say(&m);
             }
         }
         line.clear();

@@ -75,6 +75,72 @@ pub struct Response {
     pub files: Option<Vec<LogFile>>,
 }
 
+/// One step of a reload (its build, each instance started, ready, stopped or killed, its
+/// end), as followers get it (`hotrun events`, a waiting `hotrun reload`: one JSON line
+/// each) and as `--log-format json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadEvent {
+    /// RFC 3339, local time, milliseconds.
+    pub time: String,
+    /// `event` and the step's own fields.
+    #[serde(flatten)]
+    pub step: ReloadStep,
+    pub app: Option<String>,
+    pub instance: Option<u32>,
+    /// Always `hotrun` (log records of instances say `out` or `err`).
+    pub stream: String,
+    /// The step in the user's words, as the console says it.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ReloadStep {
+    BuildStarted {
+        command: String,
+    },
+    BuildDone {
+        after_ms: u64,
+    },
+    BuildFailed {
+        reason: String,
+        last_lines: Vec<String>,
+    },
+    ReloadStarted {
+        trigger: String,
+        instances: usize,
+        surge: usize,
+    },
+    /// A new instance started.
+    Spawned {
+        pid: i32,
+    },
+    /// A new instance is ready and takes its slot (`step` of `of`); `old_pid` is stopped.
+    Ready {
+        pid: i32,
+        ready_by: String,
+        after_ms: u64,
+        old_pid: Option<i32>,
+        step: usize,
+        of: usize,
+    },
+    Stopped {
+        pid: i32,
+        /// How it ended: `exit code 0`, `signal SIGINT`, `gone`.
+        exit: String,
+    },
+    /// SIGKILLed after its `kill_timeout`.
+    Killed {
+        pid: i32,
+    },
+    ReloadDone,
+    ReloadFailed {
+        reason: String,
+        /// `build`, `plan`, `instance` or `abandoned`.
+        failed: String,
+    },
+}
+
 /// What `status` answers (and `hotrun status --json` prints): every app and instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -298,5 +364,37 @@ mod tests {
         for (line, want) in table {
             assert_eq!(serde_json::from_str::<Request>(line).ok(), want, "{line}");
         }
+    }
+
+    #[test]
+    fn reload_events_are_flat_json_lines_that_read_back() {
+        let event = ReloadEvent {
+            time: "2026-12-03T17:00:00.000+00:00".into(),
+            step: ReloadStep::Ready {
+                pid: 42,
+                ready_by: "message".into(),
+                after_ms: 120,
+                old_pid: Some(41),
+                step: 1,
+                of: 2,
+            },
+            app: Some("web".into()),
+            instance: Some(0),
+            stream: "hotrun".into(),
+            message: "web|0 reload 1/2: new pid 42 ready (message) in 120 ms".into(),
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["event"], "ready");
+        assert_eq!(value["old_pid"], 41);
+        assert_eq!(value["instance"], 0);
+        assert_eq!(serde_json::from_str::<ReloadEvent>(&line).unwrap(), event);
+        let done = r#"{"time":"t","event":"reload_done","app":"web","instance":null,"stream":"hotrun","message":"m"}"#;
+        let done: ReloadEvent = serde_json::from_str(done).unwrap();
+        assert_eq!(done.step, ReloadStep::ReloadDone);
+        // A response is not an event.
+        assert!(
+            serde_json::from_str::<ReloadEvent>(r#"{"ok":true,"message":"reload done"}"#).is_err()
+        );
     }
 }

@@ -17,6 +17,7 @@ use super::restart::History;
 use super::rollout::Trigger;
 use super::slot::Phase;
 use super::{Event, Supervisor};
+use crate::control::protocol::ReloadStep;
 use crate::logs::{reader, Stream};
 use crate::process::reaper::Exit;
 
@@ -67,14 +68,10 @@ impl Supervisor {
             return;
         };
         let name = app.name.clone();
-        let fields = serde_json::json!({"command": command});
-        self.emit(
-            Some(a),
-            None,
-            "build_started",
-            fields,
-            format!("{name}: build: {command}"),
-        );
+        let step = ReloadStep::BuildStarted {
+            command: command.clone(),
+        };
+        self.emit(Some(a), None, step, format!("{name}: build: {command}"));
         match self.fx.spawn_build(&app, &command) {
             Ok(child) => {
                 if let Some(g) = self.guard.as_mut() {
@@ -251,9 +248,11 @@ impl Supervisor {
                 }
             }
             (Ok(took), Some(trigger)) => {
-                let fields = serde_json::json!({"after_ms": took});
                 let message = format!("{name}: build done in {took} ms");
-                self.emit(Some(a), None, "build_done", fields, message);
+                let step = ReloadStep::BuildDone {
+                    after_ms: took as u64,
+                };
+                self.emit(Some(a), None, step, message);
                 if self.shutdown == super::Shutdown::Running {
                     self.start_rollout(a, trigger, now);
                 } else {
@@ -266,8 +265,11 @@ impl Supervisor {
                 if !tail.is_empty() {
                     msg.push_str(&format!("; its last lines: {}", tail.join(" / ")));
                 }
-                let fields = serde_json::json!({"reason": why, "last_lines": tail});
-                self.emit(Some(a), None, "build_failed", fields, msg.clone());
+                let step = ReloadStep::BuildFailed {
+                    reason: why,
+                    last_lines: tail,
+                };
+                self.emit(Some(a), None, step, msg.clone());
                 match reload {
                     Some(trigger) => {
                         let reason = msg.trim_start_matches(&format!("{name}: ")).to_string();

@@ -5,43 +5,37 @@
 //! reload`) get each as a JSON line. A follower that does not keep up loses events rather
 //! than slowing the runner.
 
-use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::Supervisor;
+use crate::control::protocol::{ReloadEvent, ReloadStep};
 use crate::logs;
 
 impl Supervisor {
-    /// Emits event `kind` about app `a` (and `instance`), with `fields`, said as `message`.
+    /// Emits `step` of a reload of app `a` (and `instance`), said as `message`.
     pub(super) fn emit(
         &mut self,
         a: Option<usize>,
         instance: Option<u32>,
-        kind: &str,
-        fields: Value,
+        step: ReloadStep,
         message: String,
     ) {
-        let mut record = Map::new();
-        record.insert(
-            "time".into(),
-            json!(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
-        );
-        record.insert("event".into(), json!(kind));
-        record.insert(
-            "app".into(),
-            json!(a.map(|a| self.apps[a].plan.name.clone())),
-        );
-        record.insert("instance".into(), json!(instance));
-        record.insert("stream".into(), json!("hotrun"));
-        if let Value::Object(extra) = fields {
-            record.extend(extra);
-        }
-        record.insert("message".into(), json!(message));
-        let line = format!("{}\n", Value::Object(record));
+        let event = ReloadEvent {
+            time: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            step,
+            app: a.map(|a| self.apps[a].plan.name.clone()),
+            instance,
+            stream: "hotrun".into(),
+            message,
+        };
+        let line = match serde_json::to_string(&event) {
+            Ok(json) => format!("{json}\n"),
+            Err(_) => return,
+        };
         if logs::json() {
             logs::stdio::write(logs::stdio::Fd::Err, line.as_bytes());
         } else {
-            self.logs.say(&message);
+            self.logs.say(&event.message);
         }
         self.event_followers.retain(|tx| {
             !matches!(

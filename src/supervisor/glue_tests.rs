@@ -9,14 +9,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::fake::{Fake, Kind, Life, World};
 use super::rollout::Trigger;
 use super::{replan, Event, Mode, RunOptions, Supervisor};
 use crate::config::LoadOptions;
-use crate::control::protocol::{InstanceState, ReloadResult};
+use crate::control::protocol::{InstanceState, ReloadEvent, ReloadResult, ReloadStep};
 use crate::process::reaper::Exit;
 use crate::runtime_dir::RuntimeDir;
 
@@ -30,7 +30,7 @@ struct Glue {
     rt: &'static tokio::runtime::Runtime,
     rx: mpsc::Receiver<Event>,
     events: mpsc::Receiver<String>,
-    seen: Vec<Value>,
+    seen: Vec<ReloadEvent>,
     /// Instances that said ready.
     said_ready: std::collections::HashSet<i32>,
     _enter: tokio::runtime::EnterGuard<'static>,
@@ -210,10 +210,7 @@ impl Glue {
 
     /// The messages of the reload events so far.
     fn seen_messages(&self) -> Vec<String> {
-        self.seen
-            .iter()
-            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-            .collect()
+        self.seen.iter().map(|e| e.message.clone()).collect()
     }
 
     fn slot_of(&self, pid: i32) -> u32 {
@@ -405,7 +402,8 @@ fn an_app_removed_during_its_rollout_stops_its_successor_and_its_old_instances()
     assert!(
         g.seen
             .iter()
-            .any(|e| e["event"] == "reload_failed" && e["app"] == "web"),
+            .any(|e| matches!(e.step, ReloadStep::ReloadFailed { .. })
+                && e.app.as_deref() == Some("web")),
         "{:?}",
         g.seen_messages()
     );
@@ -496,18 +494,21 @@ fn a_build_past_its_build_timeout_is_killed_and_fails_the_reload_naming_the_app(
     );
     g.advance(100);
     assert_eq!(g.last_reload("web"), Some(ReloadResult::Failed));
-    let failed: Vec<&Value> = g
+    let failed: Vec<&ReloadEvent> = g
         .seen
         .iter()
-        .filter(|e| e["event"] == "reload_failed")
+        .filter(|e| matches!(e.step, ReloadStep::ReloadFailed { .. }))
         .collect();
     assert_eq!(failed.len(), 1, "{:?}", g.seen_messages());
+    assert_eq!(failed[0].instance, None, "an app's failure, not slot 0's");
     assert_eq!(
-        failed[0]["instance"],
-        Value::Null,
-        "an app's failure, not slot 0's"
+        failed[0].step,
+        ReloadStep::ReloadFailed {
+            reason: "build failed: timed out after 2000 ms (build_timeout)".into(),
+            failed: "build".into(),
+        }
     );
-    let msg = failed[0]["message"].as_str().unwrap();
+    let msg = &failed[0].message;
     assert!(msg.starts_with("web: "), "{msg}");
     assert!(
         msg.contains("timed out after 2000 ms (build_timeout)"),

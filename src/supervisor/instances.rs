@@ -8,6 +8,7 @@ use nix::sys::signal::Signal;
 use super::restart::History;
 use super::slot::{self, Action, Input, Phase, ReadyBy, Run};
 use super::{rollout, Mode, Role, Shutdown, Supervisor};
+use crate::control::protocol::ReloadStep;
 use crate::process::reaper::Exit;
 
 /// A stop signal repeated sooner than this after the first is the same stop delivered
@@ -86,7 +87,7 @@ impl Supervisor {
                 let id = self.apps[a].slots[s].id;
                 let label = self.label(a, s);
                 let said = final_exit.map_or("gone".to_string(), |e| e.to_string());
-                let fields = serde_json::json!({"pid": run.pid, "exit": said});
+
                 // A successor that never kept its slot is newer than the slot's instance.
                 let current = self.apps[a].slots[s].phase.run().map(|r| r.serial);
                 let which = match current {
@@ -95,7 +96,11 @@ impl Supervisor {
                     None => "instance",
                 };
                 let message = format!("{label} {which} (pid {}) stopped: {said}", run.pid);
-                self.emit(Some(a), Some(id), "stopped", fields, message);
+                let step = ReloadStep::Stopped {
+                    pid: run.pid,
+                    exit: said,
+                };
+                self.emit(Some(a), Some(id), step, message);
                 self.forget(run);
             }
             self.retired(a, s, now);
@@ -130,13 +135,13 @@ impl Supervisor {
                         .any(|p| matches!(p, Phase::Stopping { run: r, killed: true, .. } if r.serial == run.serial));
                     if killed_stopping {
                         let id = self.apps[a].slots[s].id;
-                        let fields = serde_json::json!({"pid": run.pid});
                         let message = format!(
                             "{} pid {} killed after kill_timeout",
                             self.label(a, s),
                             run.pid
                         );
-                        self.emit(Some(a), Some(id), "killed", fields, message);
+                        let step = ReloadStep::Killed { pid: run.pid };
+                        self.emit(Some(a), Some(id), step, message);
                     }
                 }
             }

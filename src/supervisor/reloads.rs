@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::rollout::{self, Action, Input, Readiness, Rollout, Trigger};
 use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
 use super::{LastReload, Supervisor};
-use crate::control::protocol::Response;
+use crate::control::protocol::{ReloadStep, Response};
 use crate::process::reaper::Exit;
 use nix::sys::signal::Signal;
 
@@ -110,8 +110,12 @@ impl Supervisor {
             trigger.as_str(),
             slots.len(),
         );
-        let fields = serde_json::json!({"trigger": trigger.as_str(), "instances": slots.len(), "surge": surge});
-        self.emit(Some(a), None, "reload_started", fields, message);
+        let step = ReloadStep::ReloadStarted {
+            trigger: trigger.as_str().into(),
+            instances: slots.len(),
+            surge: surge as usize,
+        };
+        self.emit(Some(a), None, step, message);
         let app = &mut self.apps[a];
         // Each reload is a start window of its own for the loop guard.
         app.echo.closed(now);
@@ -161,8 +165,8 @@ impl Supervisor {
                             let id = self.apps[a].slots[slot].id;
                             let label = self.label(a, slot);
                             let message = format!("{label} new instance started (pid {})", run.pid);
-                            let fields = serde_json::json!({"pid": run.pid});
-                            self.emit(Some(a), Some(id), "spawned", fields, message);
+                            let step = ReloadStep::Spawned { pid: run.pid };
+                            self.emit(Some(a), Some(id), step, message);
                             Input::Spawned { slot, run }
                         }
                         Err(why) => Input::SpawnFailed { slot, why },
@@ -207,9 +211,15 @@ impl Supervisor {
             run.pid,
             by.as_str()
         );
-        let fields = serde_json::json!({"pid": run.pid, "ready_by": by.as_str(), "after_ms": took,
-                                        "old_pid": old_pid, "step": nth, "of": total});
-        self.emit(Some(a), Some(id), "ready", fields, message);
+        let step = ReloadStep::Ready {
+            pid: run.pid,
+            ready_by: by.as_str().into(),
+            after_ms: took as u64,
+            old_pid,
+            step: nth,
+            of: total,
+        };
+        self.emit(Some(a), Some(id), step, message);
         match old.run().copied() {
             Some(old_run) => {
                 // Drained first where its socket is its own: out of the kernel's choice
@@ -384,7 +394,7 @@ impl Supervisor {
             None => {
                 app.reloads += 1;
                 let message = format!("{name}: reload done, every instance replaced");
-                self.emit(Some(a), None, "reload_done", serde_json::json!({}), message);
+                self.emit(Some(a), None, ReloadStep::ReloadDone, message);
                 None
             }
             Some(failure) => {
@@ -406,11 +416,15 @@ impl Supervisor {
                 if !tail.is_empty() {
                     msg.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
                 }
-                let mut fields = serde_json::json!({"reason": reason, "failed": failure.kind()});
-                if let Failure::Instance { slot, .. } = failure {
-                    fields["instance"] = serde_json::json!(self.apps[a].slots[*slot].id);
-                }
-                self.emit(Some(a), None, "reload_failed", fields, msg.clone());
+                let instance = match failure {
+                    Failure::Instance { slot, .. } => Some(self.apps[a].slots[*slot].id),
+                    _ => None,
+                };
+                let step = ReloadStep::ReloadFailed {
+                    reason: reason.to_string(),
+                    failed: failure.kind().into(),
+                };
+                self.emit(Some(a), instance, step, msg.clone());
                 Some(msg)
             }
         };
