@@ -8,22 +8,28 @@
 //! of growing hotrun's memory. Timers are state: each slot and rollout says when it next
 //! needs a tick.
 //!
-//! Files: `slot.rs` (an instance slot's lifecycle, pure), `restart.rs` (restart policy,
-//! pure), `rollout.rs` (the rolling reload, pure), `instances.rs` (inputs to slots),
-//! `runs.rs` (starting processes and reading what they say), `reloads.rs` (driving
-//! rollouts), `replan.rs` (reading the file again at each reload), `build.rs` (build, then
-//! swap), `triggers.rs` (file changes, memory), `events.rs` (reload events), `logbook.rs`
+//! Files: `event_loop.rs` (the loop and what it listens to), `state.rs` (what is kept
+//! per app and slot), `timers.rs` (deadlines, the tick, the end), `slot.rs` (an instance
+//! slot's lifecycle, pure), `restart.rs` (restart policy, pure), `rollout.rs` (the rolling
+//! reload, pure), `instances.rs` (inputs to slots), `runs.rs` (starting processes and
+//! reading what they say), `ports.rs` (the shared sockets: handing, steering, draining),
+//! `reloads.rs` (driving rollouts), `replan.rs` (reading the file again at each reload),
+//! `changes.rs` (what differs between two plans), `build.rs` (build, then swap),
+//! `triggers.rs` (file changes, memory), `events.rs` (reload events), `logbook.rs`
 //! (`hotrun logs`), `requests.rs` (the control socket's requests), `console.rs` (`rs`),
 //! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`), `effects.rs` (what the
 //! runner does to the world, behind a trait: faked by `fake.rs` in `glue_tests.rs`).
 
 mod build;
+mod changes;
 mod check;
 mod console;
 mod effects;
+mod event_loop;
 mod events;
 mod instances;
 mod logbook;
+mod ports;
 mod reloads;
 pub mod replan;
 mod requests;
@@ -32,32 +38,31 @@ pub mod rollout;
 mod runs;
 mod scheduled;
 pub mod slot;
+mod state;
 mod status;
+mod timers;
 mod triggers;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::protocol::Response;
-use crate::control::server::{self, Incoming, SocketFile};
 use crate::logs::{self, LogSink, Stream};
-use crate::plan::{AppPlan, Plan};
+use crate::plan::Plan;
 use crate::process::guard::Guard;
-use crate::process::reaper;
 use crate::runtime_dir::RuntimeDir;
 use crate::sockets::reuseport::Member;
-use crate::sockets::{ListenAddr, Listeners};
+use crate::sockets::Listeners;
 pub use check::CheckReport;
 use effects::Effects;
-use restart::History;
-use rollout::{Queue, Rollout};
+pub use event_loop::run;
 use runs::RunIo;
-use slot::{Input, Phase, ReadyBy, Settings};
+use slot::{Phase, ReadyBy};
+use state::{ready_regex, settings_of};
+use state::{AppState, LastReload, SlotState};
 
 /// How long hotrun waits, after the last instance is gone, for the rest of its output.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
@@ -129,133 +134,6 @@ enum Event {
     BuildPipeClosed {
         app: usize,
     },
-}
-
-/// One slot with what the loop keeps beside its phase.
-struct SlotState {
-    id: u32,
-    pm_id: u32,
-    /// The slot's instance.
-    phase: Phase,
-    history: History,
-    /// Times a reload's successor took this slot (`status`' reloads per instance).
-    reloads: u32,
-    /// Instances of this slot being stopped: replaced ones, failed successors.
-    retiring: Vec<Phase>,
-    /// `hotrun restart`: start again once stopped.
-    restart_after_stop: bool,
-    /// Scaled away: stopping, then dropped.
-    surplus: bool,
-    /// Which of the slot's listening sockets its instance uses (see `sockets::Member`):
-    /// a restart keeps it, a reload's successor brings a new one.
-    lane: u64,
-    memory: triggers::MemoryHistory,
-}
-
-impl SlotState {
-    fn new(id: u32, pm_id: u32, now: Instant) -> SlotState {
-        SlotState {
-            id,
-            pm_id,
-            phase: Phase::Pending { at: now },
-            history: History::default(),
-            reloads: 0,
-            retiring: Vec::new(),
-            restart_after_stop: false,
-            surplus: false,
-            lane: 0,
-            memory: Default::default(),
-        }
-    }
-}
-
-/// The result of the last reload of an app.
-#[derive(Debug, Clone)]
-struct LastReload {
-    trigger: &'static str,
-    ok: bool,
-    at: chrono::DateTime<chrono::Local>,
-}
-
-struct AppState {
-    plan: AppPlan,
-    settings: Settings,
-    slots: Vec<SlotState>,
-    gave_up_said: bool,
-    /// The sockets every new instance gets: `listen`, then `port`, then ports learned
-    /// from the instances' own `listen()` calls.
-    ports: Vec<ListenAddr>,
-    rollout: Option<Rollout>,
-    queue: Queue<u64>,
-    reloads: u32,
-    last_reload: Option<LastReload>,
-    /// File changes waiting for the end of their debounce window.
-    changes: Option<triggers::Changes>,
-    /// Which changed paths the app's own starts cause (the loop guard).
-    echo: crate::watch::echo::EchoGuard,
-    /// Whether the app was starting at the last tick (its start window is open).
-    in_start_window: bool,
-    /// The plan read at the last reload request, applied when its rollout begins.
-    next_plan: Option<AppPlan>,
-    /// Gone from the ecosystem file (stopped; kept so indexes stay valid).
-    removed: bool,
-    /// When the reload in flight began (its build included), for its duration.
-    reload_began: Option<Instant>,
-    /// `ready_pattern`, compiled (it was checked when the file was read).
-    ready_re: Option<regex::Regex>,
-    /// The app's `build` while it runs.
-    build: Option<build::Build>,
-    /// When the last build ran (from, to): file changes made then are its own output.
-    last_build: Option<(Instant, Instant)>,
-    /// `cron_restart`: the expression and its next run.
-    scheduled: Option<scheduled::Scheduled>,
-}
-
-impl AppState {
-    fn new(plan: AppPlan, ports: Vec<ListenAddr>, slots: Vec<SlotState>) -> AppState {
-        AppState {
-            settings: settings_of(&plan, &ports, false),
-            slots,
-            gave_up_said: false,
-            ports,
-            rollout: None,
-            queue: Queue::default(),
-            reloads: 0,
-            last_reload: None,
-            changes: None,
-            echo: Default::default(),
-            in_start_window: false,
-            next_plan: None,
-            removed: false,
-            reload_began: None,
-            ready_re: ready_regex(&plan),
-            build: None,
-            last_build: None,
-            scheduled: None,
-            plan,
-        }
-    }
-}
-
-/// The app's `ready_pattern`, compiled.
-fn ready_regex(plan: &AppPlan) -> Option<regex::Regex> {
-    plan.ready_pattern
-        .as_deref()
-        .and_then(|p| regex::Regex::new(p).ok())
-}
-
-/// The slot settings of an app; `learned` = its instances asked for a port already.
-fn settings_of(app: &AppPlan, ports: &[ListenAddr], learned: bool) -> Settings {
-    Settings {
-        policy: restart::Policy::of(app),
-        wait_ready: app.wait_ready,
-        expect_listen: learned || runs::expects_listen(app, ports),
-        ready_pattern: app.ready_pattern.is_some(),
-        listen_timeout: app.listen_timeout,
-        kill_timeout: app.kill_timeout,
-        kill_signal: app.kill_signal,
-        drain_delay: app.drain_delay,
-    }
 }
 
 /// Whether hotrun is stopping.
@@ -333,137 +211,6 @@ struct Supervisor {
     memory_check_at: Option<Instant>,
 }
 
-/// Runs the plan until every instance has ended (stopped by a signal or `hotrun stop`, or
-/// nothing left to run). Returns hotrun's exit code.
-pub fn run(plan: Plan, opts: RunOptions) -> i32 {
-    // From here on an unread console never stalls the loop; what is queued is flushed
-    // (for a moment at most) when the runner returns.
-    let _console = logs::stdio::Console::start();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            logs::say(&format!("cannot start the event loop: {e}"));
-            return crate::exit::FAILURE;
-        }
-    };
-    rt.block_on(run_loop(plan, opts))
-}
-
-async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
-    reaper::become_subreaper();
-    // Signal streams first: no exit and no stop request may be missed.
-    let streams = (
-        signal(SignalKind::child()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    );
-    let (mut sigchld, mut sigterm, mut sigint, mut sighup) = match streams {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        _ => {
-            logs::say("cannot install signal handlers");
-            return crate::exit::FAILURE;
-        }
-    };
-    let runtime = match RuntimeDir::create(&plan.config) {
-        Ok(dir) => dir,
-        Err(e) => {
-            logs::say(&format!("cannot create hotrun's runtime folder: {e}"));
-            return crate::exit::FAILURE;
-        }
-    };
-    let socket_path = runtime.control_socket();
-    let control = match server::bind(&socket_path) {
-        Ok(l) => l,
-        Err(e) => {
-            logs::say(&format!("cannot open the control socket: {e}"));
-            return crate::exit::FAILURE;
-        }
-    };
-    let _socket_file = SocketFile(socket_path);
-    let (control_tx, mut control_rx) = mpsc::channel::<Incoming>(64);
-    // The endpoint is bound before anything starts: a port in use stops hotrun here.
-    let endpoint = match opts.http.as_deref().map(crate::http::bind).transpose() {
-        Ok(e) => e,
-        Err(msg) => {
-            logs::say(&msg);
-            return crate::exit::FAILURE;
-        }
-    };
-    let metrics = endpoint.map(|(listener, addr)| {
-        let metrics = crate::http::Metrics::new();
-        logs::say(&format!(
-            "serving /metrics, /livez, /readyz and /status on http://{addr}"
-        ));
-        tokio::spawn(crate::http::serve(
-            listener,
-            control_tx.clone(),
-            metrics.clone(),
-        ));
-        metrics
-    });
-    tokio::spawn(server::serve(control, control_tx));
-
-    let guard = match Guard::start() {
-        Ok(mut g) => {
-            g.mark(&runtime.control_socket());
-            Some(g)
-        }
-        Err(e) => {
-            logs::say(&format!(
-                "cannot start the guard process ({e}); if hotrun is killed with SIGKILL, what instances started may survive"
-            ));
-            None
-        }
-    };
-    let (tx, mut rx) = mpsc::channel(1024);
-    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts, Box::new(effects::System))
-    {
-        Ok(sup) => sup,
-        Err(msg) => {
-            logs::say(&msg);
-            return crate::exit::FAILURE;
-        }
-    };
-    sup.metrics = metrics;
-    let fs_events = Some(sup.wake.clone());
-    let (console_tx, mut console_rx) = mpsc::channel::<String>(8);
-    if opts.console {
-        console::read_lines(console_tx);
-    }
-    let now = sup.fx.now();
-    sup.start_initial_builds(now);
-    sup.tick(now);
-
-    loop {
-        if let Some(code) = sup.finished(sup.fx.now()) {
-            return code;
-        }
-        // Something still due (starts left for the next batch) waits a millisecond: the
-        // runtime then reads signals and sockets before the loop goes on.
-        let now = sup.fx.now();
-        let wake = sup.next_deadline(now).max(now + Duration::from_millis(1));
-        tokio::select! {
-            Some(ev) = rx.recv() => sup.on_event(ev),
-            Some(incoming) = control_rx.recv() => sup.on_request(incoming),
-            _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
-            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM, sup.fx.now()),
-            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT, sup.fx.now()),
-            _ = sighup.recv() => {
-                sup.reload_apps(None, rollout::Trigger::Signal, None);
-            }
-            _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
-            Some(line) = console_rx.recv() => sup.on_console(&line),
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-        let now = sup.fx.now();
-        sup.tick(now);
-    }
-}
-
 /// At most this many instances are started in one turn of the loop.
 const START_BATCH: usize = 16;
 
@@ -506,14 +253,14 @@ impl Supervisor {
         let mut pm_id = 0;
         let mut apps = Vec::with_capacity(plan.apps.len());
         for app in plan.apps {
-            let ports = runs::declared_ports(&app);
+            let ports = ports::declared_ports(&app);
             for addr in &ports {
                 let first = Member::new(&app.name, 0);
                 listeners.get_or_bind(*addr, &first).map_err(|e| {
                     format!(
                         "{}: cannot listen on {addr}: {}",
                         app.name,
-                        runs::bind_error(&e)
+                        ports::bind_error(&e)
                     )
                 })?;
             }
@@ -606,49 +353,6 @@ impl Supervisor {
         }
     }
 
-    /// The earliest instant anything needs a tick (a minute away when nothing does).
-    fn next_deadline(&self, now: Instant) -> Instant {
-        let mut wake = now + Duration::from_secs(60);
-        for (a, app) in self.apps.iter().enumerate() {
-            // A first start waits for its build: no wake-up for it until the build is done.
-            let waiting_for_build = self.building_first(a);
-            for slot in &app.slots {
-                for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
-                    if waiting_for_build && matches!(phase, Phase::Pending { .. }) {
-                        continue;
-                    }
-                    if let Some(d) = phase.deadline() {
-                        wake = wake.min(d);
-                    }
-                }
-            }
-            if let Some(d) = app.rollout.as_ref().and_then(Rollout::deadline) {
-                wake = wake.min(d);
-            }
-            if let Some(c) = &app.changes {
-                wake = wake.min(c.deadline());
-            }
-        }
-        for a in 0..self.apps.len() {
-            if let Some(d) = self.build_deadline(a) {
-                wake = wake.min(d);
-            }
-        }
-        if let Some(t) = self.memory_check_at {
-            wake = wake.min(t);
-        }
-        if let Some(t) = self.schedule_deadline() {
-            wake = wake.min(t);
-        }
-        if let Some(t) = self.stop_at {
-            wake = wake.min(t);
-        }
-        if let Some(t) = self.ended_at {
-            wake = wake.min(t + DRAIN_GRACE);
-        }
-        wake
-    }
-
     /// Where the run `serial` is.
     fn locate(&self, serial: u64) -> Option<(usize, usize, Role)> {
         let io = self.runs.get(&serial)?;
@@ -719,128 +423,6 @@ impl Supervisor {
             Event::BuildLine { app, stream, text } => self.on_build_line(app, stream, &text),
             Event::BuildPipeClosed { app } => self.on_build_pipe_closed(app, self.fx.now()),
         }
-    }
-
-    /// Gives everything whose deadline has come a tick.
-    /// A draining instance whose accept queue the loop now sees empty.
-    fn drained(&self, phase: &Phase) -> bool {
-        match phase {
-            Phase::Draining {
-                run,
-                signal_at: None,
-                ..
-            } => self.queue_empty(run.serial),
-            _ => false,
-        }
-    }
-
-    fn tick(&mut self, now: Instant) {
-        if self.stop_at.is_some_and(|t| t <= now) {
-            self.stop_at = None;
-            self.logs
-                .say("shutdown_delay passed: stopping every instance");
-            self.stop_all();
-        }
-        self.index_trees_if_stopping();
-        // Starts are paced: the loop answers signals and requests between batches.
-        let mut starts = 0;
-        for a in 0..self.apps.len() {
-            let waiting_for_build = self.building_first(a);
-            // The slot count is read each time: carrying out an input may add slots.
-            let mut s = 0;
-            while s < self.apps[a].slots.len() {
-                let phase = &self.apps[a].slots[s].phase;
-                let pending = matches!(phase, Phase::Pending { .. });
-                let paced = pending && (waiting_for_build || starts >= START_BATCH);
-                if phase.deadline().is_some_and(|d| d <= now) && !paced {
-                    starts += usize::from(pending);
-                    if self.drained(phase) {
-                        self.apply(a, s, Input::QueueEmpty, now);
-                    }
-                    let group_alive = self.tree_alive(&self.apps[a].slots[s].phase);
-                    self.apply(a, s, Input::Tick { group_alive }, now);
-                }
-                let mut i = 0;
-                while i < self.apps[a].slots[s].retiring.len() {
-                    let phase = &self.apps[a].slots[s].retiring[i];
-                    let len = self.apps[a].slots[s].retiring.len();
-                    if phase.deadline().is_some_and(|d| d <= now) {
-                        if self.drained(phase) {
-                            self.apply_retiring(a, s, i, Input::QueueEmpty, now);
-                        }
-                        let group_alive = self.tree_alive(&self.apps[a].slots[s].retiring[i]);
-                        self.apply_retiring(a, s, i, Input::Tick { group_alive }, now);
-                    }
-                    if self.apps[a].slots[s].retiring.len() == len {
-                        i += 1;
-                    }
-                }
-                s += 1;
-            }
-            if self.apps[a]
-                .rollout
-                .as_ref()
-                .and_then(Rollout::deadline)
-                .is_some_and(|d| d <= now)
-            {
-                self.rollout_input(a, rollout::Input::Tick, now);
-            }
-        }
-        self.check_build_timeouts(now);
-        self.track_start_windows(now);
-        self.fire_changes(now);
-        self.run_schedules(now);
-        // Memory is sampled only while some app has a limit (no wake-ups otherwise).
-        let limits = self
-            .apps
-            .iter()
-            .any(|a| !a.removed && a.plan.max_memory_restart.is_some());
-        match self.memory_check_at {
-            _ if !limits => self.memory_check_at = None,
-            None => self.memory_check_at = Some(now + self.memory_interval),
-            Some(t) if t <= now => {
-                self.memory_check_at = Some(now + self.memory_interval);
-                self.check_memory(now);
-            }
-            Some(_) => {}
-        }
-        for a in 0..self.apps.len() {
-            self.drop_stopped_surplus(a);
-        }
-        self.sync_live_sockets();
-        self.drive_check(now);
-    }
-
-    /// hotrun's exit code once every slot has ended and the output is drained.
-    fn finished(&mut self, now: Instant) -> Option<i32> {
-        let all_final = self.apps.iter().all(|app| {
-            app.slots
-                .iter()
-                .all(|s| s.phase.is_final() && s.retiring.is_empty())
-                && app.rollout.is_none()
-                && app.build.is_none()
-        });
-        if !all_final {
-            return None;
-        }
-        let ended = *self.ended_at.get_or_insert(now);
-        if self.open_pipes > 0 && now < ended + DRAIN_GRACE {
-            return None;
-        }
-        if let Mode::Check { .. } = self.mode {
-            return Some(self.check_report());
-        }
-        let code = match self.shutdown {
-            Shutdown::Running => {
-                self.logs.say("no instance is running any more; exiting");
-                self.last_failure.unwrap_or(0)
-            }
-            _ => {
-                self.logs.say("stopped");
-                0
-            }
-        };
-        Some(code)
     }
 }
 

@@ -1,0 +1,148 @@
+//! The event loop: one current-thread runtime, the signal streams, the control socket,
+//! the HTTP endpoint and the guard set up before anything starts, then one `select!` over
+//! every source until the supervisor says it has finished.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::{console, effects, rollout, triggers, RunOptions, Supervisor};
+use crate::control::server::{self, Incoming, SocketFile};
+use crate::logs;
+use crate::plan::Plan;
+use crate::process::guard::Guard;
+use crate::process::reaper;
+use crate::runtime_dir::RuntimeDir;
+
+/// Runs the plan until every instance has ended (stopped by a signal or `hotrun stop`, or
+/// nothing left to run). Returns hotrun's exit code.
+pub fn run(plan: Plan, opts: RunOptions) -> i32 {
+    // From here on an unread console never stalls the loop; what is queued is flushed
+    // (for a moment at most) when the runner returns.
+    let _console = logs::stdio::Console::start();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            logs::say(&format!("cannot start the event loop: {e}"));
+            return crate::exit::FAILURE;
+        }
+    };
+    rt.block_on(run_loop(plan, opts))
+}
+
+async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
+    reaper::become_subreaper();
+    // Signal streams first: no exit and no stop request may be missed.
+    let streams = (
+        signal(SignalKind::child()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
+    let (mut sigchld, mut sigterm, mut sigint, mut sighup) = match streams {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        _ => {
+            logs::say("cannot install signal handlers");
+            return crate::exit::FAILURE;
+        }
+    };
+    let runtime = match RuntimeDir::create(&plan.config) {
+        Ok(dir) => dir,
+        Err(e) => {
+            logs::say(&format!("cannot create hotrun's runtime folder: {e}"));
+            return crate::exit::FAILURE;
+        }
+    };
+    let socket_path = runtime.control_socket();
+    let control = match server::bind(&socket_path) {
+        Ok(l) => l,
+        Err(e) => {
+            logs::say(&format!("cannot open the control socket: {e}"));
+            return crate::exit::FAILURE;
+        }
+    };
+    let _socket_file = SocketFile(socket_path);
+    let (control_tx, mut control_rx) = mpsc::channel::<Incoming>(64);
+    // The endpoint is bound before anything starts: a port in use stops hotrun here.
+    let endpoint = match opts.http.as_deref().map(crate::http::bind).transpose() {
+        Ok(e) => e,
+        Err(msg) => {
+            logs::say(&msg);
+            return crate::exit::FAILURE;
+        }
+    };
+    let metrics = endpoint.map(|(listener, addr)| {
+        let metrics = crate::http::Metrics::new();
+        logs::say(&format!(
+            "serving /metrics, /livez, /readyz and /status on http://{addr}"
+        ));
+        tokio::spawn(crate::http::serve(
+            listener,
+            control_tx.clone(),
+            metrics.clone(),
+        ));
+        metrics
+    });
+    tokio::spawn(server::serve(control, control_tx));
+
+    let guard = match Guard::start() {
+        Ok(mut g) => {
+            g.mark(&runtime.control_socket());
+            Some(g)
+        }
+        Err(e) => {
+            logs::say(&format!(
+                "cannot start the guard process ({e}); if hotrun is killed with SIGKILL, what instances started may survive"
+            ));
+            None
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts, Box::new(effects::System))
+    {
+        Ok(sup) => sup,
+        Err(msg) => {
+            logs::say(&msg);
+            return crate::exit::FAILURE;
+        }
+    };
+    sup.metrics = metrics;
+    let fs_events = Some(sup.wake.clone());
+    let (console_tx, mut console_rx) = mpsc::channel::<String>(8);
+    if opts.console {
+        console::read_lines(console_tx);
+    }
+    let now = sup.fx.now();
+    sup.start_initial_builds(now);
+    sup.tick(now);
+
+    loop {
+        if let Some(code) = sup.finished(sup.fx.now()) {
+            return code;
+        }
+        // Something still due (starts left for the next batch) waits a millisecond: the
+        // runtime then reads signals and sockets before the loop goes on.
+        let now = sup.fx.now();
+        let wake = sup.next_deadline(now).max(now + Duration::from_millis(1));
+        tokio::select! {
+            Some(ev) = rx.recv() => sup.on_event(ev),
+            Some(incoming) = control_rx.recv() => sup.on_request(incoming),
+            _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
+            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM, sup.fx.now()),
+            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT, sup.fx.now()),
+            _ = sighup.recv() => {
+                sup.reload_apps(None, rollout::Trigger::Signal, None);
+            }
+            _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
+            Some(line) = console_rx.recv() => sup.on_console(&line),
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = sup.fx.now();
+        sup.tick(now);
+    }
+}
