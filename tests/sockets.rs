@@ -134,11 +134,28 @@ fn new_connections_spread_evenly_over_three_instances() {
 /// says; nothing may fail or hang.
 fn reloads_under_load(stop: &str, declare_port: bool, clients: Clients, reloads: usize) {
     let port = free_port();
+    let dir = cpu_dir(port, 3, &stop_keys(stop, declare_port, port));
+    reload_under_load(&dir, port, &format!("STOP={stop}"), clients, reloads);
+}
+
+/// The keys that make an app stop as `stop` says, with `port` declared or not.
+fn stop_keys(stop: &str, declare_port: bool, port: u16) -> String {
     let mut extra = format!("env_production: {{ STOP: '{stop}' }},");
     if declare_port {
         extra.push_str(&format!("port: {port},"));
     }
-    let dir = cpu_dir(port, 3, &extra);
+    extra
+}
+
+/// `reloads` reloads of the app in `dir` (on `port`, described as `what`) while `clients`
+/// run; nothing may fail or hang, and every generation answers.
+fn reload_under_load(
+    dir: &tempfile::TempDir,
+    port: u16,
+    what: &str,
+    clients: Clients,
+    reloads: usize,
+) {
     let _h = Hotrun::start(dir.path(), &["--env", "production"]);
     wait_online(dir.path());
     let load = NodeLoad::start(port, clients);
@@ -153,7 +170,7 @@ fn reloads_under_load(stop: &str, declare_port: bool, clients: Clients, reloads:
     let r = load.finish();
     assert!(
         r.failed == 0 && r.hung == 0,
-        "{reloads} reloads, STOP={stop}, {clients:?}: {} failed, {} hung of {} ({} retried): {:?} {:?}",
+        "{reloads} reloads, {what}, {clients:?}: {} failed, {} hung of {} ({} retried): {:?} {:?}",
         r.failed,
         r.hung,
         r.requests,
@@ -197,6 +214,33 @@ fn ten_reloads_of_an_app_that_exits_at_once_on_sigint_fail_no_request() {
     // accepted for drain_delay, and only then gets SIGINT.
     reloads_under_load("exit", false, Clients::new(16), 10);
     reloads_under_load("exit", true, Clients::new(16).slow(5), 10);
+}
+
+/// The seed's shape: an express app (fixtures/express, installed by `.ci/run`) started
+/// with `app.listen(port)`, its port from the env or declared, `server.close()` on SIGINT.
+fn express_reloads(stop: &str, declare_port: bool, clients: Clients, reloads: usize) {
+    let express = fixtures().join("express");
+    if !express.join("node_modules/express").is_dir() {
+        return cannot_run("express is not installed: npm ci --prefix fixtures/express");
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = express.join("server.js");
+    let extra = stop_keys(stop, declare_port, port);
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: '{}', instances: 3,
+           wait_ready: true, env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n",
+        script.display()
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let what = format!("express app.listen, STOP={stop}");
+    reload_under_load(&dir, port, &what, clients, reloads);
+}
+
+#[test]
+fn ten_reloads_of_an_express_app_fail_no_request() {
+    express_reloads("close", false, Clients::new(16), 10);
+    express_reloads("close-idle", true, Clients::new(16).keep_alive(), 10);
 }
 
 #[test]
