@@ -91,6 +91,12 @@ impl Listeners {
         }
     }
 
+    /// Where a probe of `member`'s socket of `addr` connects from, to reach that socket
+    /// whatever the kernel's choice for other connections (see `reuseport::probe_source`).
+    pub fn probe_source(&self, addr: &ListenAddr, member: &Member) -> Option<std::net::Ipv4Addr> {
+        self.groups.get(addr)?.probe_source(member)
+    }
+
     /// The members of `addr`'s group.
     pub fn members(&self, addr: &ListenAddr) -> Vec<Member> {
         self.groups

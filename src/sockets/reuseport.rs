@@ -9,6 +9,9 @@
 //!
 //! The kernel knows a socket by its index in the group: its order of joining (`listen`),
 //! and when one leaves, the last moves into its place. `Members` keeps that model.
+//!
+//! hotrun's probes reach one instance for sure: a connection from 127.77.H.L goes to the
+//! socket of index H * 256 + L, whatever the live set (`probe_source`).
 
 use std::collections::HashMap;
 use std::io;
@@ -92,19 +95,64 @@ impl Members {
 /// At most this many sockets are picked among (the program has 2 instructions each).
 const MOST_PICKED: usize = 1000;
 
-/// A classic BPF program that returns one of `indices` at random for each new connection.
-pub fn program(indices: &[u32]) -> Vec<libc::sock_filter> {
-    let indices = &indices[..indices.len().min(MOST_PICKED)];
-    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+/// The first two bytes of the IPv4 loopback addresses hotrun's probes connect from.
+const PROBE_NET: u32 = 0x7f4d_0000; // 127.77.0.0/16
+
+/// The source address of a probe of the socket of index `index`: 127.77.H.L.
+pub fn probe_source(index: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(PROBE_NET | (index as u32 & 0xffff))
+}
+
+fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
         code: code as u16,
         jt,
         jf,
         k,
-    };
+    }
+}
+
+/// The program's start: an IPv4 connection from 127.77.H.L returns index H * 256 + L.
+fn probe_steering() -> Vec<libc::sock_filter> {
+    use libc::{BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD};
+    use libc::{BPF_MISC, BPF_RET, BPF_TAX, BPF_TXA, BPF_W};
+    const ETH_P_IP: u32 = 0x0800;
+    vec![
+        // A = the packet's protocol; not IPv4: on to the spread (7 ahead).
+        op(
+            BPF_LD | BPF_H | BPF_ABS,
+            0,
+            0,
+            (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32,
+        ),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 7, ETH_P_IP),
+        // A = X = the source address; not 127.77/16: on to the spread (3 ahead).
+        op(
+            BPF_LD | BPF_W | BPF_ABS,
+            0,
+            0,
+            (libc::SKF_NET_OFF + 12) as u32,
+        ),
+        op(BPF_MISC | BPF_TAX, 0, 0, 0),
+        op(BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffff_0000),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, PROBE_NET),
+        // return its low 16 bits
+        op(BPF_MISC | BPF_TXA, 0, 0, 0),
+        op(BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffff),
+        op(BPF_RET | BPF_A, 0, 0, 0),
+    ]
+}
+
+/// A classic BPF program that sends probes to their socket (`probe_steering`) and returns
+/// one of `indices` at random for every other new connection.
+pub fn program(indices: &[u32]) -> Vec<libc::sock_filter> {
+    let indices = &indices[..indices.len().min(MOST_PICKED)];
+    let mut prog = probe_steering();
     let Some((&last, rest)) = indices.split_last() else {
-        return vec![op(libc::BPF_RET | libc::BPF_K, 0, 0, 0)];
+        prog.push(op(libc::BPF_RET | libc::BPF_K, 0, 0, 0));
+        return prog;
     };
-    let mut prog = vec![
+    prog.extend([
         // A = a random u32; A %= n
         op(
             libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
@@ -118,7 +166,7 @@ pub fn program(indices: &[u32]) -> Vec<libc::sock_filter> {
             0,
             indices.len() as u32,
         ),
-    ];
+    ]);
     // if A == j return indices[j]
     for (j, &index) in rest.iter().enumerate() {
         prog.push(op(
@@ -133,26 +181,34 @@ pub fn program(indices: &[u32]) -> Vec<libc::sock_filter> {
     prog
 }
 
-/// Runs `program` on a value of A after its first instruction (for tests): the index the
-/// kernel would pick when the random number is `random`.
+/// Runs `program` as the kernel would (for tests): the index it picks for a connection of
+/// `protocol` (0x0800: IPv4) from `source` when the random number is `random`.
 #[cfg(test)]
-fn run(prog: &[libc::sock_filter], random: u32) -> u32 {
-    let mut a = 0u32;
+fn run(prog: &[libc::sock_filter], protocol: u16, source: u32, random: u32) -> u32 {
+    use libc::*;
+    let (mut a, mut x) = (0u32, 0u32);
     let mut pc = 0usize;
     loop {
         let i = prog[pc];
         let code = u32::from(i.code);
         pc += 1;
-        if code == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS {
-            a = random;
-        } else if code == libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K {
-            a %= i.k;
-        } else if code == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K {
-            pc += usize::from(if a == i.k { i.jt } else { i.jf });
-        } else if code == libc::BPF_RET | libc::BPF_K {
-            return i.k;
-        } else {
-            panic!("unexpected instruction {code:#x}");
+        let k = i.k as i32;
+        match code {
+            c if c == BPF_LD | BPF_H | BPF_ABS && k == SKF_AD_OFF + SKF_AD_PROTOCOL => {
+                a = u32::from(protocol)
+            }
+            c if c == BPF_LD | BPF_W | BPF_ABS && k == SKF_NET_OFF + 12 => a = source,
+            c if c == BPF_LD | BPF_W | BPF_ABS && k == SKF_AD_OFF + SKF_AD_RANDOM => a = random,
+            c if c == BPF_ALU | BPF_MOD | BPF_K => a %= i.k,
+            c if c == BPF_ALU | BPF_AND | BPF_K => a &= i.k,
+            c if c == BPF_MISC | BPF_TAX => x = a,
+            c if c == BPF_MISC | BPF_TXA => a = x,
+            c if c == BPF_JMP | BPF_JEQ | BPF_K => {
+                pc += usize::from(if a == i.k { i.jt } else { i.jf })
+            }
+            c if c == BPF_RET | BPF_K => return i.k,
+            c if c == BPF_RET | BPF_A => return a,
+            _ => panic!("unexpected instruction {code:#x} k {k}"),
         }
     }
 }
@@ -191,6 +247,11 @@ impl Group {
             self.members.leave(m);
             self.attached = None;
         }
+    }
+
+    /// Where a probe of `m`'s socket connects from (its index in the kernel's order).
+    pub fn probe_source(&self, m: &Member) -> Option<std::net::Ipv4Addr> {
+        self.members.index_of(m).map(probe_source)
     }
 
     /// Every member, in the kernel's order.
@@ -319,7 +380,12 @@ mod tests {
             let prog = program(&indices);
             let mut seen = [0usize; 16];
             for r in 0..(indices.len() as u32 * 100) {
-                seen[run(&prog, r) as usize] += 1;
+                // IPv4 from 10.0.0.1, and IPv6 (whatever its bytes at offset 12 are).
+                seen[run(&prog, 0x0800, 0x0a00_0001, r) as usize] += 1;
+                assert_eq!(
+                    run(&prog, 0x0800, 0x0a00_0001, r),
+                    run(&prog, 0x86dd, PROBE_NET | 3, r)
+                );
             }
             for (i, n) in seen.iter().enumerate() {
                 let want = if indices.contains(&(i as u32)) {
@@ -330,5 +396,80 @@ mod tests {
                 assert_eq!(*n, want, "index {i} of {indices:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_probe_goes_to_the_socket_its_source_names_whatever_is_live() {
+        for indices in [vec![0u32], vec![2], (0..10).collect::<Vec<u32>>()] {
+            let prog = program(&indices);
+            for index in [0usize, 1, 5, 300, 1023] {
+                let source = u32::from(probe_source(index));
+                for r in 0..20 {
+                    assert_eq!(run(&prog, 0x0800, source, r), index as u32);
+                }
+            }
+        }
+        assert_eq!(probe_source(258).to_string(), "127.77.1.2");
+    }
+
+    #[test]
+    fn the_kernel_steers_a_probe_to_the_socket_of_its_index() {
+        use std::net::{TcpListener, TcpStream};
+        // Three sockets on one port; only the first is live.
+        let first = super::super::bind_listener(super::super::ListenAddr {
+            host: None,
+            port: 0,
+        })
+        .unwrap();
+        let port = TcpListener::from(first.try_clone().unwrap())
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = super::super::ListenAddr { host: None, port };
+        let mut group = Group::new();
+        group.add(m(0), first);
+        group.add(m(1), super::super::bind_listener(addr).unwrap());
+        group.add(m(2), super::super::bind_listener(addr).unwrap());
+        group.set_live(&[m(0)]).unwrap();
+        let connect_from = |index: usize| {
+            let s = socket2_connect(probe_source(index), port);
+            s.expect("a probe connects")
+        };
+        let mut keep: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        keep.extend([2, 1, 2].map(connect_from));
+        let queued = |slot: u32| -> u32 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                let n = group.queued(&m(slot)).unwrap().unwrap();
+                if std::time::Instant::now() > deadline || n > 0 {
+                    return n;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        assert_eq!([queued(0), queued(1), queued(2)], [3, 1, 2]);
+    }
+
+    /// A TCP connection to 127.0.0.1:`port` from `source` (any source port).
+    fn socket2_connect(source: std::net::Ipv4Addr, port: u16) -> io::Result<std::net::TcpStream> {
+        use nix::sys::socket::{
+            bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        use std::os::fd::AsRawFd;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+        )?;
+        let to = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+        Ok(std::net::TcpStream::from(fd))
     }
 }
