@@ -13,6 +13,7 @@ pub mod init;
 pub mod logs;
 pub mod memory;
 pub mod plan;
+pub mod probe;
 pub mod process;
 pub mod runtime_dir;
 pub mod schedule;

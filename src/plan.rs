@@ -166,7 +166,7 @@ pub struct AppPlan {
     pub logs: LogPlan,
 }
 
-fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
 
