@@ -30,6 +30,12 @@ impl<'a> Fields<'a> {
         p
     }
 
+    /// A message about the key `written` (at its key or its value), named by it.
+    pub fn msg(&self, written: &str, target: Target, detail: &str) -> String {
+        self.origin
+            .msg(&self.path_of(written), target, Some(written), detail)
+    }
+
     /// `KEY must be EXPECTED (got VALUE)` at the value.
     pub fn bad(&self, written: &str, v: &Value, expected: &str) -> ConfigError {
         self.bad_because(written, v, expected, "")
@@ -37,10 +43,9 @@ impl<'a> Fields<'a> {
 
     /// `bad`, with a hint after the value (`: write ... instead`).
     pub fn bad_because(&self, written: &str, v: &Value, expected: &str, hint: &str) -> ConfigError {
-        ConfigError::invalid(self.origin.msg(
-            &self.path_of(written),
+        ConfigError::invalid(self.msg(
+            written,
             Target::Value,
-            Some(written),
             &format!(" must be {expected} (got {}){hint}", show(v)),
         ))
     }

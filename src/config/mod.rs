@@ -4,15 +4,18 @@
 //! [`load`] is the entry point; [`render_human`] prints a plan for `hotrun config`.
 //! Modules, in pipeline order: `locate` (discovery), `source` (read + JSON5, JS prefix),
 //! `node_eval` (JavaScript through node), `resolve` (file shapes, cross-app checks),
-//! `app` + `fields` (one app), `schema` (known keys), `units` (value parsers), `env`
-//! (profiles, env files), `position` (line:column of a key), `yaml` (YAML files), `mask`
-//! (hiding secret values), `error`, `show`.
+//! `app` + `fields` (one app; `command`: what it runs, `app_env`: its environment),
+//! `schema` (known keys), `units` (value parsers), `env` (profiles, env files), `position`
+//! (line:column of a key), `yaml` (YAML files), `mask` (hiding secret values), `error`,
+//! `show`.
 
 use std::path::PathBuf;
 
 use crate::plan::Plan;
 
 mod app;
+mod app_env;
+mod command;
 pub mod env;
 pub mod error;
 mod fields;

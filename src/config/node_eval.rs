@@ -12,7 +12,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,7 @@ pub fn evaluate(path: &Path, display: &str, esm: bool) -> Result<Option<Value>, 
     )
 }
 
+/// Runs node on `path` in `mode` and reads back what the file exports.
 fn run(path: &Path, display: &str, mode: Mode) -> Result<Option<Value>, ConfigError> {
     let node = std::env::var(NODE_ENV_VAR)
         .ok()
@@ -152,10 +153,16 @@ fn run(path: &Path, display: &str, mode: Mode) -> Result<Option<Value>, ConfigEr
         }
     };
 
+    let status = wait_within(&mut child, display)?;
+    result_of(path, display, &out.0, status)
+}
+
+/// Waits for node to end; stops it after [`TIMEOUT`], or when waiting fails.
+fn wait_within(child: &mut Child, display: &str) -> Result<ExitStatus, ConfigError> {
     let started = Instant::now();
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => return Ok(status),
             Ok(None) if started.elapsed() >= TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -176,9 +183,17 @@ fn run(path: &Path, display: &str, mode: Mode) -> Result<Option<Value>, ConfigEr
                 )));
             }
         }
-    };
+    }
+}
 
-    let result = fs::read_to_string(&out.0).unwrap_or_default();
+/// What node wrote to `out` once it ended with `status`: the file's value, or its error.
+fn result_of(
+    path: &Path,
+    display: &str,
+    out: &Path,
+    status: ExitStatus,
+) -> Result<Option<Value>, ConfigError> {
+    let result = fs::read_to_string(out).unwrap_or_default();
     if result.trim().is_empty() {
         let how = match status.code() {
             Some(c) => format!("exit code {c}"),

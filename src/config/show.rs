@@ -57,6 +57,7 @@ pub fn render_human(plan: &Plan) -> String {
     out
 }
 
+/// One app's block: a line per setting, `KEY  VALUE`.
 fn app_block(out: &mut String, a: &AppPlan) {
     let mut line = |k: &str, v: String| {
         let _ = writeln!(out, "  {k:<10} {v}");
@@ -67,40 +68,71 @@ fn app_block(out: &mut String, a: &AppPlan) {
     line("app", header);
     line("command", cmd.join(" "));
     line("cwd", a.cwd.display().to_string());
-    line(
-        "ready",
-        if a.wait_ready {
-            format!(
-                "process.send('ready') or READY=1, within {}",
-                ms(a.listen_timeout)
-            )
-        } else if let Some(p) = &a.ready_pattern {
-            format!(
-                "an output line matching /{p}/, within {}",
-                ms(a.listen_timeout)
-            )
-        } else {
-            format!(
-                "when it listens on its shared port (Node apps) or sends READY=1, within {}; \
-                 with no port hotrun knows of, after min_uptime ({})",
-                ms(a.listen_timeout),
-                ms(a.min_uptime)
-            )
-        },
-    );
-    line(
-        "stop",
-        if a.shutdown_with_message {
-            format!("'shutdown' message, SIGKILL after {}", ms(a.kill_timeout))
-        } else {
-            format!(
-                "{}, SIGKILL after {}; a replaced instance is drained first (drain_delay {})",
-                a.kill_signal.as_str(),
-                ms(a.kill_timeout),
-                ms(a.drain_delay)
-            )
-        },
-    );
+    line("ready", ready(a));
+    line("stop", stop(a));
+    line("restart", restart(a));
+    if let Some(m) = a.max_memory_restart {
+        line("memory", format!("restart above {}", size(m)));
+    }
+    if let Some(w) = watch(a) {
+        line("watch", w);
+    }
+    if let Some(l) = logs(a) {
+        line("logs", l);
+    }
+    line("instance", format!("id in {}", a.instance_var));
+    if let Some(var) = &a.increment_var {
+        line("increment", format!("{var} + instance id"));
+    }
+    if a.env.is_empty() {
+        line("env", "(none besides hotrun's own environment)".into());
+    } else {
+        let mut first = true;
+        for (k, v) in &a.env {
+            line(if first { "env" } else { "" }, format!("{k}={}", word(v)));
+            first = false;
+        }
+    }
+}
+
+/// When an instance counts as ready.
+fn ready(a: &AppPlan) -> String {
+    if a.wait_ready {
+        format!(
+            "process.send('ready') or READY=1, within {}",
+            ms(a.listen_timeout)
+        )
+    } else if let Some(p) = &a.ready_pattern {
+        format!(
+            "an output line matching /{p}/, within {}",
+            ms(a.listen_timeout)
+        )
+    } else {
+        format!(
+            "when it listens on its shared port (Node apps) or sends READY=1, within {}; \
+             with no port hotrun knows of, after min_uptime ({})",
+            ms(a.listen_timeout),
+            ms(a.min_uptime)
+        )
+    }
+}
+
+/// How an instance is stopped.
+fn stop(a: &AppPlan) -> String {
+    if a.shutdown_with_message {
+        format!("'shutdown' message, SIGKILL after {}", ms(a.kill_timeout))
+    } else {
+        format!(
+            "{}, SIGKILL after {}; a replaced instance is drained first (drain_delay {})",
+            a.kill_signal.as_str(),
+            ms(a.kill_timeout),
+            ms(a.drain_delay)
+        )
+    }
+}
+
+/// When an instance that exits is restarted.
+fn restart(a: &AppPlan) -> String {
     let mut restart = if a.autorestart {
         format!(
             "on exit, errored after {} restarts under {} uptime",
@@ -119,20 +151,26 @@ fn app_block(out: &mut String, a: &AppPlan) {
         let codes: Vec<String> = a.stop_exit_codes.iter().map(|c| c.to_string()).collect();
         let _ = write!(restart, ", not after exit codes {}", codes.join(" "));
     }
-    line("restart", restart);
-    if let Some(m) = a.max_memory_restart {
-        line("memory", format!("restart above {}", size(m)));
+    restart
+}
+
+/// What is watched, when anything is.
+fn watch(a: &AppPlan) -> Option<String> {
+    if a.watch.is_empty() {
+        return None;
     }
-    if !a.watch.is_empty() {
-        let mut w = path_list(&a.watch);
-        if !a.ignore_watch.is_empty() {
-            let _ = write!(w, " (ignoring {})", a.ignore_watch.join(", "));
-        }
-        if !a.watch_delay.is_zero() {
-            let _ = write!(w, ", delay {}", ms(a.watch_delay));
-        }
-        line("watch", w);
+    let mut w = path_list(&a.watch);
+    if !a.ignore_watch.is_empty() {
+        let _ = write!(w, " (ignoring {})", a.ignore_watch.join(", "));
     }
+    if !a.watch_delay.is_zero() {
+        let _ = write!(w, ", delay {}", ms(a.watch_delay));
+    }
+    Some(w)
+}
+
+/// The log files and how lines are written to them, when there is anything to say.
+fn logs(a: &AppPlan) -> Option<String> {
     let mut logs = Vec::new();
     if let Some(p) = &a.logs.out_file {
         logs.push(format!("out {}", p.display()));
@@ -153,22 +191,7 @@ fn app_block(out: &mut String, a: &AppPlan) {
     if let Some(f) = &a.logs.date_format {
         logs.push(format!("dated {f}"));
     }
-    if !logs.is_empty() {
-        line("logs", logs.join(", "));
-    }
-    line("instance", format!("id in {}", a.instance_var));
-    if let Some(var) = &a.increment_var {
-        line("increment", format!("{var} + instance id"));
-    }
-    if a.env.is_empty() {
-        line("env", "(none besides hotrun's own environment)".into());
-    } else {
-        let mut first = true;
-        for (k, v) in &a.env {
-            line(if first { "env" } else { "" }, format!("{k}={}", word(v)));
-            first = false;
-        }
-    }
+    (!logs.is_empty()).then(|| logs.join(", "))
 }
 
 #[cfg(test)]

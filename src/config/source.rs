@@ -40,6 +40,28 @@ pub enum Prefix {
 
 /// Reads and parses the file at `path` (`display` is how messages name it).
 pub fn read(path: &Path, display: &str, notes: &mut Vec<String>) -> Result<Source, ConfigError> {
+    let text = read_text(path, display)?;
+    if let Some((line, col)) = too_deep(&text) {
+        return Err(ConfigError::invalid(format!(
+            "{display}:{line}:{col}: nested more than {MAX_DEPTH} levels deep"
+        ))
+        .with_help("an ecosystem file is a few levels deep; is this the right file?"));
+    }
+
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "yml" | "yaml" => read_yaml(display, &text),
+        "js" | "cjs" | "mjs" => read_js(path, display, &text, ext == "mjs", notes),
+        _ => read_json5(path, display, text, ext.starts_with("json"), notes),
+    }
+}
+
+/// The file's text: it must be a file, and UTF-8 (a byte-order mark becomes a space).
+fn read_text(path: &Path, display: &str) -> Result<String, ConfigError> {
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ConfigError::not_found(format!("{display}: no such file"))
             .with_help("check the path given to --config"),
@@ -62,95 +84,88 @@ pub fn read(path: &Path, display: &str, notes: &mut Vec<String>) -> Result<Sourc
     }
     let bytes = fs::read(path)
         .map_err(|e| ConfigError::not_found(format!("{display}: cannot read: {e}")))?;
-    let mut text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let valid_up_to = e.utf8_error().valid_up_to();
-            let bytes = e.into_bytes();
-            let prefix = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or("");
-            let line = prefix.matches('\n').count() + 1;
-            let col = prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            return Err(ConfigError::invalid(format!(
-                "{display}:{line}:{col}: not valid UTF-8 (byte 0x{:02x})",
-                bytes[valid_up_to]
-            ))
-            .with_help("ecosystem files must be UTF-8 text; save the file as UTF-8"));
-        }
-    };
+    let mut text = String::from_utf8(bytes).map_err(|e| not_utf8(display, e))?;
     if text.starts_with('\u{feff}') {
         // A byte-order mark: one char, replaced by one space so columns do not move.
         text.replace_range(..'\u{feff}'.len_utf8(), " ");
     }
+    Ok(text)
+}
 
-    if let Some((line, col)) = too_deep(&text) {
-        return Err(ConfigError::invalid(format!(
-            "{display}:{line}:{col}: nested more than {MAX_DEPTH} levels deep"
+/// `file:line:col: not valid UTF-8` at the first bad byte.
+fn not_utf8(display: &str, e: std::string::FromUtf8Error) -> ConfigError {
+    let valid_up_to = e.utf8_error().valid_up_to();
+    let bytes = e.into_bytes();
+    let prefix = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or("");
+    let line = prefix.matches('\n').count() + 1;
+    let col = prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    ConfigError::invalid(format!(
+        "{display}:{line}:{col}: not valid UTF-8 (byte 0x{:02x})",
+        bytes[valid_up_to]
+    ))
+    .with_help("ecosystem files must be UTF-8 text; save the file as UTF-8")
+}
+
+/// A YAML file: a document that is not empty.
+fn read_yaml(display: &str, text: &str) -> Result<Source, ConfigError> {
+    match yaml::parse(text) {
+        Ok((Value::Null, _)) => Err(ConfigError::invalid(format!(
+            "{display}: the YAML document is empty: there is no app to run"
         ))
-        .with_help("an ecosystem file is a few levels deep; is this the right file?"));
-    }
-
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "yml" | "yaml" => match yaml::parse(&text) {
-            Ok((Value::Null, _)) => Err(ConfigError::invalid(format!(
-                "{display}: the YAML document is empty: there is no app to run"
-            ))
-            .with_help("write apps:\n  - name: web\n    script: server.js")),
-            Ok((value, index)) => Ok(Source {
-                value,
-                text: Some(Located::Yaml(index)),
-            }),
-            Err(e) => {
-                let at = match e.position {
-                    Some((line, col)) => format!("{display}:{line}:{col}"),
-                    None => display.to_string(),
-                };
-                Err(ConfigError::invalid(format!(
-                    "{at}: YAML syntax error: {}",
-                    e.message
-                )))
-            }
-        },
-        "js" | "cjs" | "mjs" => read_js(path, display, &text, ext == "mjs", notes),
-        _ => {
-            let mut text = text;
-            match parse(&mut text, false) {
-                Ok(value) => Ok(Source {
-                    value,
-                    text: Some(Located::Json5(text)),
-                }),
-                Err(e) => {
-                    let err = ConfigError::invalid(format!(
-                        "{}: syntax error: {}",
-                        at(display, &e),
-                        what(&e)
-                    ));
-                    // PM2 evaluates JSON as a JavaScript expression: so does hotrun, with
-                    // node, for a file that is not JSON5. If node fails too (or is not
-                    // there), the JSON5 error is the clearer one.
-                    let json_like = ext.starts_with("json");
-                    match json_like
-                        .then(|| node_eval::evaluate_expression(path))
-                        .flatten()
-                    {
-                        Some(value) => {
-                            notes.push(format!(
-                                "{display} is not JSON5; evaluated as a JavaScript expression with node, as PM2 does"
-                            ));
-                            Ok(Source { value, text: None })
-                        }
-                        None => Err(err),
-                    }
-                }
-            }
+        .with_help("write apps:\n  - name: web\n    script: server.js")),
+        Ok((value, index)) => Ok(Source {
+            value,
+            text: Some(Located::Yaml(index)),
+        }),
+        Err(e) => {
+            let at = match e.position {
+                Some((line, col)) => format!("{display}:{line}:{col}"),
+                None => display.to_string(),
+            };
+            Err(ConfigError::invalid(format!(
+                "{at}: YAML syntax error: {}",
+                e.message
+            )))
         }
     }
 }
 
+/// A JSON5 file (any name but YAML's and JavaScript's). PM2 evaluates JSON as a
+/// JavaScript expression: so does hotrun, with node, for a `.json*` file (`json_like`)
+/// that is not JSON5. If node fails too (or is not there), the JSON5 error is the
+/// clearer one.
+fn read_json5(
+    path: &Path,
+    display: &str,
+    mut text: String,
+    json_like: bool,
+    notes: &mut Vec<String>,
+) -> Result<Source, ConfigError> {
+    let e = match parse(&mut text, false) {
+        Ok(value) => {
+            return Ok(Source {
+                value,
+                text: Some(Located::Json5(text)),
+            })
+        }
+        Err(e) => e,
+    };
+    let err = ConfigError::invalid(format!("{}: syntax error: {}", at(display, &e), what(&e)));
+    match json_like
+        .then(|| node_eval::evaluate_expression(path))
+        .flatten()
+    {
+        Some(value) => {
+            notes.push(format!(
+                "{display} is not JSON5; evaluated as a JavaScript expression with node, as PM2 does"
+            ));
+            Ok(Source { value, text: None })
+        }
+        None => Err(err),
+    }
+}
+
+/// A JavaScript file: JSON5 once its prefix is blanked out, else evaluated with node.
 fn read_js(
     path: &Path,
     display: &str,

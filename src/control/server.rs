@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -66,36 +67,13 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
     }
 }
 
+/// Serves one connection: its request to the loop, the reply (and a streaming request's
+/// lines) back.
 async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
-    let mut line = Vec::new();
-    let got = tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
-    if !same_user {
-        // Read first, so that the refusal reaches a client that is still writing.
-        return reply(
-            &mut write,
-            Response::err("refused: the control socket serves its own user only"),
-        )
-        .await;
-    }
-    match got {
-        Err(_) => return reply(&mut write, Response::err("no request within 10 s")).await,
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(_)) => {}
-    }
-    if line.len() > MAX_LINE {
-        return reply(
-            &mut write,
-            Response::err(format!("request longer than {MAX_LINE} bytes")),
-        )
-        .await;
-    }
-    let request = match serde_json::from_slice::<Request>(&line) {
-        Ok(r) => r,
-        Err(e) => {
-            return reply(&mut write, Response::err(format!("not a request: {e}"))).await;
-        }
+    let request = match read_request(read, same_user).await? {
+        Ok(request) => request,
+        Err(refusal) => return reply(&mut write, refusal).await,
     };
     let (reply_tx, reply_rx) = oneshot::channel();
     // Streaming requests: lines after the response (logs, events), or before it (a
@@ -108,17 +86,12 @@ async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>)
             ..
         }
     );
-    let (stream_tx, mut stream_rx) = match &request {
-        Request::Logs { follow: true, .. } | Request::Events => {
-            let (t, r) = mpsc::channel(STREAM_BACKLOG);
-            (Some(t), Some(r))
-        }
-        _ if reply_last => {
-            let (t, r) = mpsc::channel(STREAM_BACKLOG);
-            (Some(t), Some(r))
-        }
-        _ => (None, None),
-    };
+    let streams = reply_last
+        || matches!(
+            request,
+            Request::Logs { follow: true, .. } | Request::Events
+        );
+    let (stream_tx, stream_rx) = streams.then(|| mpsc::channel(STREAM_BACKLOG)).unzip();
     if tx
         .send(Incoming {
             request,
@@ -130,45 +103,92 @@ async fn handle(stream: UnixStream, same_user: bool, tx: mpsc::Sender<Incoming>)
     {
         return reply(&mut write, Response::err("hotrun is stopping")).await;
     }
-    if let (true, Some(rx)) = (reply_last, stream_rx.as_mut()) {
-        let mut reply_rx = reply_rx;
-        loop {
-            tokio::select! {
-                Some(line) = rx.recv() => write.write_all(line.as_bytes()).await?,
-                response = &mut reply_rx => {
-                    // Events emitted before the response are written first.
-                    while let Ok(line) = rx.try_recv() {
-                        write.write_all(line.as_bytes()).await?;
-                    }
-                    let response = response
-                        .unwrap_or_else(|_| Response::err("hotrun stopped before answering"));
-                    return reply(&mut write, response).await;
+    match (reply_last, stream_rx) {
+        (true, Some(rx)) => lines_then_reply(&mut write, rx, reply_rx).await,
+        (false, Some(rx)) => reply_then_lines(&mut write, rx, reply_rx).await,
+        (_, None) => reply(&mut write, answered(reply_rx.await)).await,
+    }
+}
+
+/// Reads the request line (bounded in size and time). `Err` is the refusal to send back:
+/// a peer of another user, no line in time, a line too long, or not a request.
+async fn read_request(
+    read: OwnedReadHalf,
+    same_user: bool,
+) -> io::Result<Result<Request, Response>> {
+    let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
+    let mut line = Vec::new();
+    let got = tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
+    if !same_user {
+        // Read first, so that the refusal reaches a client that is still writing.
+        return Ok(Err(Response::err(
+            "refused: the control socket serves its own user only",
+        )));
+    }
+    match got {
+        Err(_) => return Ok(Err(Response::err("no request within 10 s"))),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) => {}
+    }
+    if line.len() > MAX_LINE {
+        return Ok(Err(Response::err(format!(
+            "request longer than {MAX_LINE} bytes"
+        ))));
+    }
+    Ok(serde_json::from_slice::<Request>(&line)
+        .map_err(|e| Response::err(format!("not a request: {e}"))))
+}
+
+/// A waiting reload: its lines (events) as they come, then the response.
+async fn lines_then_reply(
+    write: &mut OwnedWriteHalf,
+    mut rx: mpsc::Receiver<String>,
+    mut reply_rx: oneshot::Receiver<Response>,
+) -> io::Result<()> {
+    loop {
+        tokio::select! {
+            Some(line) = rx.recv() => write.write_all(line.as_bytes()).await?,
+            response = &mut reply_rx => {
+                // Events emitted before the response are written first.
+                while let Ok(line) = rx.try_recv() {
+                    write.write_all(line.as_bytes()).await?;
                 }
+                return reply(write, answered(response)).await;
             }
         }
     }
-    if let Some(rx) = stream_rx.as_mut() {
-        let response = reply_rx
-            .await
-            .unwrap_or_else(|_| Response::err("hotrun stopped before answering"));
-        let mut first = serde_json::to_vec(&response).expect("a response serializes");
-        first.push(b'\n');
-        write.write_all(&first).await?;
-        while let Some(line) = rx.recv().await {
-            write.write_all(line.as_bytes()).await?;
-        }
-        return write.shutdown().await;
-    }
-    let response = reply_rx
-        .await
-        .unwrap_or_else(|_| Response::err("hotrun stopped before answering"));
-    reply(&mut write, response).await
 }
 
-async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: Response) -> io::Result<()> {
-    let mut line = serde_json::to_vec(&response).expect("a response serializes");
+/// A following request (logs, events): the response, then its lines until they end.
+async fn reply_then_lines(
+    write: &mut OwnedWriteHalf,
+    mut rx: mpsc::Receiver<String>,
+    reply_rx: oneshot::Receiver<Response>,
+) -> io::Result<()> {
+    write
+        .write_all(&response_line(&answered(reply_rx.await)))
+        .await?;
+    while let Some(line) = rx.recv().await {
+        write.write_all(line.as_bytes()).await?;
+    }
+    write.shutdown().await
+}
+
+/// The loop's response, or an error when the loop dropped the request unanswered.
+fn answered(response: Result<Response, oneshot::error::RecvError>) -> Response {
+    response.unwrap_or_else(|_| Response::err("hotrun stopped before answering"))
+}
+
+/// A response as its line on the socket.
+fn response_line(response: &Response) -> Vec<u8> {
+    let mut line = serde_json::to_vec(response).expect("a response serializes");
     line.push(b'\n');
-    write.write_all(&line).await?;
+    line
+}
+
+/// Writes the response line and shuts the writing side.
+async fn reply(write: &mut OwnedWriteHalf, response: Response) -> io::Result<()> {
+    write.write_all(&response_line(&response)).await?;
     write.shutdown().await
 }
 
