@@ -162,6 +162,8 @@ pub struct AppPlan {
     /// serving (hotrun not ready any more) before they stop; hotrun waits the longest.
     #[serde(serialize_with = "ms")]
     pub shutdown_delay: Duration,
+    /// `readiness_probe` (hotrun's key): ready only once it passes.
+    pub readiness_probe: Option<crate::probe::ProbePlan>,
     #[serde(flatten)]
     pub logs: LogPlan,
 }
@@ -220,6 +222,7 @@ mod tests {
             ignore_watch: _, watch_delay: _, watch_poll: _, env: _, instance_var: _,
             cron_restart: _, increment_var: _, port: _, listen: _, max_surge: _,
             min_ready: _, ready_pattern: _, build: _, build_timeout: _, shutdown_delay: _,
+            readiness_probe: _,
             logs: LogPlan { out_file: _, error_file: _, log_file: _, merge_logs: _,
                 date_format: _, rotation: _ },
         } = &app;
@@ -232,7 +235,7 @@ mod tests {
             "exp_backoff_restart_delay", "stop_exit_codes", "watch", "ignore_watch",
             "watch_delay", "watch_poll", "env", "instance_var", "cron_restart",
             "increment_var", "port", "listen", "max_surge", "min_ready", "ready_pattern",
-            "build", "build_timeout", "shutdown_delay",
+            "build", "build_timeout", "shutdown_delay", "readiness_probe",
             // LogPlan, flattened
             "out_file", "error_file", "log_file", "merge_logs", "log_date_format",
             "log_rotation",

@@ -71,6 +71,14 @@ pub async fn run(check: &Check, target: Target, timeout: Duration) -> Result<Str
 
 async fn attempt(check: &Check, target: &Target) -> Result<String, String> {
     let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    // Its source port is picked at connect, as any client's, not reserved at bind (and
+    // never keeps a port from a listener that binds it meanwhile).
+    let _ = nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::IpBindAddressNoPort,
+        &true,
+    );
+    let _ = socket.set_reuseaddr(true);
     socket
         .bind(SocketAddr::new(target.source.into(), 0))
         .map_err(|e| format!("cannot bind {}: {e}", target.source))?;

@@ -111,6 +111,7 @@ pub fn resolve_app(
         build: f.string("build")?.map(|(_, s)| s.to_string()),
         build_timeout: f.ms("build_timeout", 600_000)?,
         shutdown_delay: f.ms("shutdown_delay", 0)?,
+        readiness_probe: super::probe::probe_of(&f, "readiness_probe")?,
         logs,
     };
     Ok(Resolved {

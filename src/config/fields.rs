@@ -36,6 +36,11 @@ impl<'a> Fields<'a> {
             .msg(&self.path_of(written), target, Some(written), detail)
     }
 
+    /// A message about what is at `path` (inside one of this app's keys), named `subject`.
+    pub fn msg_at(&self, path: &[Seg], target: Target, subject: &str, detail: &str) -> String {
+        self.origin.msg(path, target, Some(subject), detail)
+    }
+
     /// `KEY must be EXPECTED (got VALUE)` at the value.
     pub fn bad(&self, written: &str, v: &Value, expected: &str) -> ConfigError {
         self.bad_because(written, v, expected, "")

@@ -5,7 +5,7 @@
 //! Modules, in pipeline order: `locate` (discovery), `source` (read + JSON5, JS prefix),
 //! `node_eval` (JavaScript through node), `resolve` (file shapes, cross-app checks),
 //! `app` + `fields` (one app; `command`: what it runs, `app_env`: its environment),
-//! `schema` (known keys), `units` (value parsers), `env` (profiles, env files), `position`
+//! `schema` (known keys), `units` (value parsers), `probe` (readiness_probe), `env` (profiles, env files), `position`
 //! (line:column of a key), `yaml` (YAML files), `mask` (hiding secret values), `error`,
 //! `show`.
 
@@ -23,6 +23,7 @@ pub mod locate;
 pub mod mask;
 pub mod node_eval;
 pub mod position;
+mod probe;
 pub mod resolve;
 pub mod schema;
 pub mod show;

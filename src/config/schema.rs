@@ -48,6 +48,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "build",
     "build_timeout",
     "shutdown_delay",
+    "readiness_probe",
     "env_file",
     "log_max_size",
     "log_retain",

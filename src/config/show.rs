@@ -97,6 +97,21 @@ fn app_block(out: &mut String, a: &AppPlan) {
 
 /// When an instance counts as ready.
 fn ready(a: &AppPlan) -> String {
+    let own = own_ready(a);
+    match &a.readiness_probe {
+        None => own,
+        Some(p) => format!(
+            "{own}; then its readiness probe ({} on its own socket, every {}, {} timeout, first after {})",
+            p.describe(),
+            ms(p.period),
+            ms(p.timeout),
+            ms(p.initial_delay)
+        ),
+    }
+}
+
+/// How an instance says it is ready itself.
+fn own_ready(a: &AppPlan) -> String {
     if a.wait_ready {
         format!(
             "process.send('ready') or READY=1, within {}",

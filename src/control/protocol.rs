@@ -230,6 +230,20 @@ pub struct InstanceStatus {
     /// Resident memory of its process group.
     pub memory_bytes: Option<u64>,
     pub uptime_ms: Option<u64>,
+    /// Its readiness probe's last result, for an app with `readiness_probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeStatus>,
+}
+
+/// A probe's last result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    pub ok: bool,
+    /// What it answered (`200 OK`) or why it failed (`503 Service Unavailable`, `no answer
+    /// within 1000 ms`).
+    pub detail: String,
+    /// When, RFC 3339, local time.
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -97,6 +97,11 @@ impl Listeners {
         self.groups.get(addr)?.probe_source(member)
     }
 
+    /// `member`'s socket of `addr`, if bound.
+    pub fn socket(&self, addr: &ListenAddr, member: &Member) -> Option<BorrowedFd<'_>> {
+        self.groups.get(addr)?.get(member)
+    }
+
     /// The members of `addr`'s group.
     pub fn members(&self, addr: &ListenAddr) -> Vec<Member> {
         self.groups

@@ -47,6 +47,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         build,
         build_timeout,
         shutdown_delay,
+        readiness_probe,
         logs,
     } = new;
     let mut out = Vec::new();
@@ -114,6 +115,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         ("build", old.build != *build),
         ("build_timeout", old.build_timeout != *build_timeout),
         ("shutdown_delay", old.shutdown_delay != *shutdown_delay),
+        ("readiness_probe", old.readiness_probe != *readiness_probe),
         ("logs", old.logs != *logs),
     ];
     out.extend(

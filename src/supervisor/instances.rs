@@ -149,8 +149,11 @@ impl Supervisor {
                 let label = self.label(a, s);
                 self.logs.say(&format!("{label} {msg}"));
             }
-            Action::NotReadyInTime(msg) => {
+            Action::NotReadyInTime(mut msg) => {
                 let label = self.label(a, s);
+                if let Some(probe) = target.and_then(|r| self.probe_detail(r.serial)) {
+                    msg.push_str(&format!("; {probe}"));
+                }
                 self.logs.say(&format!("{label} {msg}; still waiting"));
                 self.check.not_ready(&self.apps[a].plan.name, &msg);
             }
@@ -189,6 +192,9 @@ impl Supervisor {
 
     /// A readiness signal from the run `serial`.
     pub(super) fn on_ready(&mut self, serial: u64, by: ReadyBy) {
+        let Some(by) = self.gate_ready(serial, by) else {
+            return;
+        };
         let now = self.fx.now();
         match self.locate(serial) {
             Some((a, s, Role::Current)) => self.apply(a, s, Input::Ready(by), now),

@@ -30,6 +30,7 @@ mod events;
 mod instances;
 mod logbook;
 mod ports;
+mod probes;
 mod reloads;
 pub mod replan;
 mod requests;
@@ -125,6 +126,11 @@ enum Event {
     Ready {
         serial: u64,
         by: ReadyBy,
+    },
+    /// A readiness probe of run `serial` answered.
+    Probe {
+        serial: u64,
+        result: Result<String, String>,
     },
     BuildLine {
         app: usize,
@@ -254,6 +260,12 @@ impl Supervisor {
         let mut apps = Vec::with_capacity(plan.apps.len());
         for app in plan.apps {
             let ports = ports::declared_ports(&app);
+            if app.readiness_probe.is_some() && ports.is_empty() && !ports::node_like(&app) {
+                logs::say(&format!(
+                    "{}: readiness_probe needs a socket hotrun holds, and this app has none: set `listen` (hotrun binds it and passes it as LISTEN_FDS); until then its instances never get ready",
+                    app.name
+                ));
+            }
             for addr in &ports {
                 let first = Member::new(&app.name, 0);
                 listeners.get_or_bind(*addr, &first).map_err(|e| {
@@ -420,6 +432,7 @@ impl Supervisor {
             Event::PipeClosed => self.open_pipes -= 1,
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
+            Event::Probe { serial, result } => self.on_probe(serial, result),
             Event::BuildLine { app, stream, text } => self.on_build_line(app, stream, &text),
             Event::BuildPipeClosed { app } => self.on_build_pipe_closed(app, self.fx.now()),
         }

@@ -177,7 +177,13 @@ impl Supervisor {
                 Action::StopSuccessor { run } => self.retire_successor(a, run, now),
                 Action::KillSuccessor { run } => self.kill_successor(a, run, now),
                 Action::Done => self.rollout_done(a, trigger, None, now),
-                Action::Failed { slot, reason } => {
+                Action::Failed { slot, mut reason } => {
+                    let probe = self
+                        .newest_run(a, slot)
+                        .and_then(|serial| self.probe_detail(serial));
+                    if let Some(probe) = probe {
+                        reason.push_str(&format!("; {probe}"));
+                    }
                     self.rollout_done(a, trigger, Some(Failure::Instance { slot, reason }), now);
                 }
             }
@@ -463,15 +469,22 @@ impl Supervisor {
     /// The last stderr lines of slot `s`'s successor that just failed: the newest run of
     /// the slot (in its `retiring`, or in the slot itself when it took the slot).
     fn failed_successor_tail(&self, a: usize, s: usize) -> Vec<String> {
+        self.newest_run(a, s)
+            .and_then(|serial| self.runs.get(&serial))
+            .map(|io| io.stderr_tail())
+            .unwrap_or_default()
+    }
+
+    /// The newest run of slot `s` (its successor that just failed, in its `retiring`, or
+    /// the slot's own instance when it took the slot).
+    fn newest_run(&self, a: usize, s: usize) -> Option<u64> {
         let slot = &self.apps[a].slots[s];
         slot.retiring
             .iter()
             .chain(std::iter::once(&slot.phase))
             .filter_map(|p| p.run())
-            .max_by_key(|r| r.serial)
-            .and_then(|r| self.runs.get(&r.serial))
-            .map(|io| io.stderr_tail())
-            .unwrap_or_default()
+            .map(|r| r.serial)
+            .max()
     }
 
     /// One app of a waiting `hotrun reload` is done; the reply goes once all are.

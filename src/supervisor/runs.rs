@@ -39,6 +39,8 @@ pub(super) struct RunIo {
     pub(super) ipc: StdUnixStream,
     notify: Option<(PathBuf, JoinHandle<()>)>,
     stderr_tail: VecDeque<String>,
+    /// Its readiness probe, for an app with `readiness_probe`.
+    pub(super) probe: Option<super::probes::ProbeState>,
 }
 
 impl RunIo {
@@ -157,6 +159,11 @@ impl Supervisor {
             self.read_ipc(serial, reader);
         }
         let notify = notify.map(|sock| (notify_path, self.read_notify(serial, sock)));
+        let probe = self.apps[a]
+            .plan
+            .readiness_probe
+            .as_ref()
+            .map(|p| super::probes::ProbeState::new(now, p.initial_delay));
         self.runs.insert(
             serial,
             RunIo {
@@ -166,6 +173,7 @@ impl Supervisor {
                 ipc: child.ipc,
                 notify,
                 stderr_tail: VecDeque::new(),
+                probe,
             },
         );
         self.pids.insert(child.pid, serial);

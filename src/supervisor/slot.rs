@@ -24,6 +24,8 @@ pub enum ReadyBy {
     Pattern,
     /// It stayed up `min_uptime` (no signal expected from it).
     Uptime,
+    /// Its `readiness_probe` passed (and its own signal came, when it gives one).
+    Probe,
 }
 
 impl ReadyBy {
@@ -34,13 +36,16 @@ impl ReadyBy {
             ReadyBy::Listen => "listen",
             ReadyBy::Pattern => "pattern",
             ReadyBy::Uptime => "uptime",
+            ReadyBy::Probe => "probe",
         }
     }
 
     /// Whether this signal counts: READY=1 always; with `wait_ready` the ready message;
-    /// with `ready_pattern` a matching line; otherwise listening on the shared port.
+    /// with `ready_pattern` a matching line; otherwise listening on the shared port; with
+    /// a `readiness_probe`, its pass (the loop holds the others until it passes).
     pub fn counts(self, settings: &Settings) -> bool {
         match self {
+            ReadyBy::Probe => settings.probe,
             ReadyBy::Notify => true,
             ReadyBy::Message => settings.wait_ready,
             ReadyBy::Pattern => settings.ready_pattern,
@@ -157,11 +162,18 @@ pub struct Settings {
     pub kill_signal: Signal,
     /// How long a drained instance keeps serving before `kill_signal` (`drain_delay`).
     pub drain_delay: Duration,
+    /// A `readiness_probe` must pass: readiness never comes from uptime alone.
+    pub probe: bool,
 }
 
 impl Settings {
     /// Readiness comes from a signal (not from uptime).
     pub fn waits_for_signal(&self) -> bool {
+        self.gives_signal() || self.probe
+    }
+
+    /// The instance itself says when it is ready (a message, listening, a line).
+    pub fn gives_signal(&self) -> bool {
         self.wait_ready || self.expect_listen || self.ready_pattern
     }
 }
@@ -270,7 +282,9 @@ pub fn step(
             Input::Tick { .. },
         ) if now >= d => {
             if settings.waits_for_signal() {
-                let what = if settings.wait_ready {
+                let what = if settings.probe {
+                    "not ready"
+                } else if settings.wait_ready {
                     "no ready message"
                 } else if settings.ready_pattern {
                     "no line matching ready_pattern"

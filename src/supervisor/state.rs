@@ -133,5 +133,6 @@ pub(super) fn settings_of(app: &AppPlan, ports: &[ListenAddr], learned: bool) ->
         kill_timeout: app.kill_timeout,
         kill_signal: app.kill_signal,
         drain_delay: app.drain_delay,
+        probe: app.readiness_probe.is_some(),
     }
 }

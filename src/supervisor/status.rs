@@ -54,6 +54,10 @@ impl Supervisor {
                             uptime_ms: run.map(|r| {
                                 now.saturating_duration_since(r.started).as_millis() as u64
                             }),
+                            probe: run
+                                .and_then(|r| self.runs.get(&r.serial))
+                                .and_then(|io| io.probe.as_ref())
+                                .and_then(|p| p.last().cloned()),
                         }
                     })
                     .collect();

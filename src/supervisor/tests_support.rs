@@ -49,6 +49,7 @@ pub fn app() -> AppPlan {
         build: None,
         build_timeout: Duration::from_secs(600),
         shutdown_delay: Duration::ZERO,
+        readiness_probe: None,
         logs: LogPlan::default(),
     }
 }

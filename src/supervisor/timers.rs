@@ -40,6 +40,9 @@ impl Supervisor {
         if let Some(t) = self.memory_check_at {
             wake = wake.min(t);
         }
+        if let Some(t) = self.probe_deadline() {
+            wake = wake.min(t);
+        }
         if let Some(t) = self.schedule_deadline() {
             wake = wake.min(t);
         }
@@ -118,6 +121,7 @@ impl Supervisor {
             }
         }
         self.check_build_timeouts(now);
+        self.run_probes(now);
         self.track_start_windows(now);
         self.fire_changes(now);
         self.run_schedules(now);

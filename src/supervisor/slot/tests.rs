@@ -22,6 +22,7 @@ fn settings(wait_ready: bool) -> Settings {
         kill_timeout: ms(1600),
         kill_signal: Signal::SIGINT,
         drain_delay: ms(100),
+        probe: false,
     }
 }
 
@@ -612,4 +613,59 @@ fn crash_loop_ends_errored_after_max_restarts() {
         msg.starts_with("errored: 2 runs in a row shorter than min_uptime (1000 ms)"),
         "{msg}"
     );
+}
+
+#[test]
+fn with_a_readiness_probe_only_its_pass_makes_an_instance_ready() {
+    let t0 = Instant::now();
+    let run = Run {
+        pid: 7,
+        serial: 1,
+        started: t0,
+    };
+    let mut probed = settings(false);
+    probed.probe = true;
+    let starting = || Phase::Starting {
+        run,
+        deadline: Some(t0 + ms(3000)),
+    };
+    let mut history = History::default();
+    // Not ready by uptime: at listen_timeout it is said, and still waited for.
+    let (phase, actions) = step(
+        starting(),
+        Input::Tick { group_alive: true },
+        t0 + ms(3000),
+        &probed,
+        &mut history,
+    );
+    assert_eq!(
+        phase,
+        Phase::Starting {
+            run,
+            deadline: None
+        }
+    );
+    assert_eq!(
+        actions,
+        [Action::NotReadyInTime(
+            "not ready after 3000 ms (listen_timeout)".into()
+        )]
+    );
+    // The probe's pass counts; uptime's never does.
+    let (phase, _) = step(
+        starting(),
+        Input::Ready(ReadyBy::Probe),
+        t0 + ms(10),
+        &probed,
+        &mut history,
+    );
+    assert_eq!(
+        phase,
+        Phase::Online {
+            run,
+            ready_by: ReadyBy::Probe
+        }
+    );
+    assert!(!ReadyBy::Probe.counts(&settings(false)));
+    assert!(!ReadyBy::Uptime.counts(&probed));
 }

@@ -1,0 +1,149 @@
+//! `readiness_probe` (hotrun's key, `readinessProbe` too): an object with one check,
+//! `http: '/path'` or `tcp: true`, and `period`, `timeout`, `failure_threshold`,
+//! `initial_delay` (Kubernetes' names; times in milliseconds). Each setting is checked at
+//! its own file:line:column.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ConfigError;
+use super::fields::Fields;
+use super::position::{Seg, Target};
+use super::units::{self, show};
+use crate::probe::{Check, ProbePlan};
+
+/// The settings of a probe, with their camelCase forms.
+const SETTINGS: &[(&str, &str)] = &[
+    ("http", "http"),
+    ("tcp", "tcp"),
+    ("exec", "exec"),
+    ("period", "period"),
+    ("timeout", "timeout"),
+    ("failure_threshold", "failureThreshold"),
+    ("initial_delay", "initialDelay"),
+];
+
+/// The probe under the key `canon`, if set.
+pub fn probe_of(f: &Fields, canon: &str) -> Result<Option<ProbePlan>, ConfigError> {
+    let Some((key, v)) = f.get(canon) else {
+        return Ok(None);
+    };
+    let Value::Object(obj) = v else {
+        return Err(f.bad(
+            key,
+            v,
+            "an object such as { http: '/health' } or { tcp: true }",
+        ));
+    };
+    let at = Probe { f, key, obj };
+    for (name, _) in obj {
+        if !SETTINGS.iter().any(|(s, camel)| name == s || name == camel) {
+            let known: Vec<&str> = SETTINGS.iter().map(|(s, _)| *s).collect();
+            return Err(at.error(
+                name,
+                Target::Key,
+                &format!(" is not a probe setting (settings: {})", known.join(", ")),
+            ));
+        }
+    }
+    let check = at.check()?;
+    Ok(Some(ProbePlan {
+        check,
+        period: at.ms("period", 1000, 1)?,
+        timeout: at.ms("timeout", 1000, 1)?,
+        failure_threshold: at.threshold()?,
+        initial_delay: at.ms("initial_delay", 0, 0)?,
+    }))
+}
+
+/// One probe object and where it is.
+struct Probe<'a> {
+    f: &'a Fields<'a>,
+    key: &'a str,
+    obj: &'a Map<String, Value>,
+}
+
+impl Probe<'_> {
+    /// The setting `canon` as written (snake_case or camelCase), and its value.
+    fn get(&self, canon: &str) -> Option<(&str, &Value)> {
+        let camel = SETTINGS
+            .iter()
+            .find(|(s, _)| *s == canon)
+            .map(|(_, c)| *c)?;
+        [canon, camel]
+            .into_iter()
+            .find_map(|k| self.obj.get_key_value(k))
+            .map(|(k, v)| (k.as_str(), v))
+            .filter(|(_, v)| !v.is_null())
+    }
+
+    /// An error at the setting `name` of the probe, named `key.name`.
+    fn error(&self, name: &str, target: Target, detail: &str) -> ConfigError {
+        let mut path = self.f.path_of(self.key);
+        path.push(Seg::Key(name.to_string()));
+        let subject = format!("{}.{name}", self.key);
+        ConfigError::invalid(self.f.msg_at(&path, target, &subject, detail))
+    }
+
+    fn bad(&self, name: &str, v: &Value, expected: &str) -> ConfigError {
+        let detail = format!(" must be {expected} (got {})", show(v));
+        self.error(name, Target::Value, &detail)
+    }
+
+    /// `http: '/path'` or `tcp: true`: exactly one.
+    fn check(&self) -> Result<Check, ConfigError> {
+        if let Some((name, _)) = self.get("exec") {
+            return Err(self.error(
+                name,
+                Target::Key,
+                " is not supported yet: use http: '/path' or tcp: true",
+            ));
+        }
+        match (self.get("http"), self.get("tcp")) {
+            (Some(_), Some((name, _))) => Err(self.error(
+                name,
+                Target::Key,
+                ": a probe has one check; remove http or tcp",
+            )),
+            (Some((name, v)), None) => match v {
+                Value::String(path) if path.starts_with('/') => {
+                    Ok(Check::Http { path: path.clone() })
+                }
+                _ => Err(self.bad(name, v, "a path starting with / (such as '/health')")),
+            },
+            (None, Some((name, v))) => match v {
+                Value::Bool(true) => Ok(Check::Tcp),
+                _ => Err(self.bad(name, v, "true")),
+            },
+            (None, None) => Err(ConfigError::invalid(self.f.msg(
+                self.key,
+                Target::Value,
+                " needs a check: http: '/health' or tcp: true",
+            ))),
+        }
+    }
+
+    /// A time setting in milliseconds, at least `least`.
+    fn ms(&self, canon: &str, default: u64, least: u64) -> Result<Duration, ConfigError> {
+        let Some((name, v)) = self.get(canon) else {
+            return Ok(Duration::from_millis(default));
+        };
+        match units::parse_ms(v) {
+            Ok(n) if n >= least => Ok(Duration::from_millis(n)),
+            _ if least > 0 => Err(self.bad(name, v, "a number of milliseconds, 1 or more")),
+            Err(e) => Err(self.bad(name, v, e)),
+            Ok(n) => Ok(Duration::from_millis(n)),
+        }
+    }
+
+    fn threshold(&self) -> Result<u32, ConfigError> {
+        let Some((name, v)) = self.get("failure_threshold") else {
+            return Ok(3);
+        };
+        match units::parse_count(v) {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(self.bad(name, v, "a whole number, 1 or more")),
+        }
+    }
+}

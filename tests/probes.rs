@@ -1,0 +1,187 @@
+//! Readiness probes with the real binary: an app that listens and says ready at once but
+//! answers 503 until it is warm (fixtures/apps/warmup.js, as `next start` does before its
+//! first page renders) is ready only once its probe passes, at the first start and in
+//! reloads under load; a probe of a wrong path says so, and `hotrun check` fails on it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::free_port;
+use common::node_load::{Clients, NodeLoad};
+use common::*;
+
+/// A folder with fixtures/apps/warmup.js as `server.js`: app `web`, `instances`, its port
+/// from HTTP_PORT, and `extra` keys.
+fn warmup_dir(port: u16, instances: usize, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("warmup.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: {instances},
+           wait_ready: true, env: {{ HTTP_PORT: {port} }}, {extra} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    dir
+}
+
+const PROBE: &str = "readiness_probe: { http: '/health', period: 100, timeout: 1000 },";
+
+#[test]
+fn an_instance_is_ready_only_once_its_probe_passes() {
+    let port = free_port();
+    let dir = warmup_dir(port, 2, PROBE);
+    let _h = Hotrun::start(dir.path(), &[]);
+    wait_until("hotrun answers", || {
+        hotrun_cmd(dir.path(), &["status", "--json"])
+            .status
+            .success()
+    });
+    // Watched every 50 ms: the first time an instance is seen online, it has been up for
+    // its 2 s warm-up already, and its probe says 200.
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        assert!(Instant::now() < until, "not ready in 20 s");
+        let st = status(dir.path());
+        for inst in app_status(&st, "web")["instances"].as_array().unwrap() {
+            if inst["state"] == "online" && seen.insert(inst["id"].as_u64().unwrap()) {
+                assert!(inst["uptime_ms"].as_u64().unwrap() >= 2000, "{inst}");
+                assert_eq!(inst["ready_by"], "message", "its own signal, held: {inst}");
+                assert_eq!(inst["probe"]["ok"], true, "{inst}");
+                assert_eq!(inst["probe"]["detail"], "200 OK", "{inst}");
+            } else if inst["state"] == "starting" {
+                // Not run yet, no socket of its own yet (before it listens), or 503.
+                assert_ne!(inst["probe"]["ok"], true, "{inst}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// 3 reloads of the warm-up app under 16 clients (a new connection per request): what
+/// they saw.
+fn reloads_under_load(extra: &str) -> common::node_load::Report {
+    let port = free_port();
+    let dir = warmup_dir(port, 2, extra);
+    let _h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    // Both warm before the load starts.
+    std::thread::sleep(Duration::from_millis(2200));
+    let load = NodeLoad::start(port, Clients::new(16));
+    for n in 0..3 {
+        let out = hotrun_cmd(dir.path(), &["reload"]);
+        assert!(
+            out.status.success(),
+            "reload {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    load.finish()
+}
+
+#[test]
+fn reloads_under_load_serve_no_request_from_an_instance_still_warming_up() {
+    let probed = reloads_under_load(PROBE);
+    assert_eq!((probed.failed, probed.hung), (0, 0), "{probed:?}");
+    assert!(probed.ok > 100, "{probed:?}");
+    // The same without the probe: its own ready message comes before it is warm, and
+    // clients get its 503s. (What the probe prevents, shown on this machine.)
+    let unprobed = reloads_under_load("");
+    assert!(
+        unprobed.errors.get("HTTP_503").copied().unwrap_or(0) > 0,
+        "{unprobed:?}"
+    );
+}
+
+#[test]
+fn a_probe_of_a_wrong_path_says_what_it_got_and_fails_the_check() {
+    let port = free_port();
+    let extra = "readiness_probe: { http: '/nope', period: 100 }, listen_timeout: 1500,
+                 env_production: { WARMUP_MS: 0 },";
+    let dir = warmup_dir(port, 1, extra);
+    let h = Hotrun::start(dir.path(), &["--env", "production"]);
+    let line = h.wait_for("listen_timeout");
+    assert!(
+        line.contains(
+            "web not ready after 1500 ms (listen_timeout); readiness probe GET /nope: 404 Not Found (its own ready signal came); still waiting"
+        ),
+        "{line}"
+    );
+    let st = status(dir.path());
+    let inst = &app_status(&st, "web")["instances"][0];
+    assert_eq!(inst["state"], "starting", "{inst}");
+    assert_eq!(inst["probe"]["ok"], false, "{inst}");
+    drop(h);
+
+    let out = hotrun_cmd(dir.path(), &["check", "--env", "production"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "hotrun check: FAILED: web: an instance is not ready: not ready after 1500 ms (listen_timeout); readiness probe GET /nope: 404 Not Found"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
+    let table = [
+        (
+            "readiness_probe: { http: 'health' }",
+            "ecosystem.config.js:2:28: readiness_probe.http must be a path starting with / (such as '/health') (got \"health\")",
+        ),
+        (
+            "readiness_probe: { htp: '/health' }",
+            "ecosystem.config.js:2:22: readiness_probe.htp is not a probe setting",
+        ),
+        ("readiness_probe: {}", "readiness_probe needs a check: http: '/health' or tcp: true"),
+        (
+            "readiness_probe: { http: '/a', tcp: true }",
+            "readiness_probe.tcp: a probe has one check; remove http or tcp",
+        ),
+        (
+            "readiness_probe: { tcp: true, period: 0 }",
+            "readiness_probe.period must be a number of milliseconds, 1 or more (got 0)",
+        ),
+        (
+            "readinessProbe: { http: '/h', failureThreshold: 0 }",
+            "readinessProbe.failureThreshold must be a whole number, 1 or more (got 0)",
+        ),
+        (
+            "readiness_probe: { exec: 'true' }",
+            "readiness_probe.exec is not supported yet: use http: '/path' or tcp: true",
+        ),
+        (
+            "readiness_probe: '/health'",
+            "readiness_probe must be an object such as { http: '/health' } or { tcp: true } (got \"/health\")",
+        ),
+    ];
+    for (key, want) in table {
+        let dir = config_dir(&format!(
+            "module.exports = {{ apps: [{{ name: 'web', script: 'sleep', args: '60',\n  {key} }}] }};\n"
+        ));
+        let out = hotrun_cmd(dir.path(), &["config"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{key}: {err}");
+        assert!(err.contains(want), "{key}:\n{err}");
+        assert!(err.contains("ecosystem.config.js:2:"), "{key}: {err}");
+    }
+    // A good one, as `config --json` shows it.
+    let dir = config_dir(
+        "module.exports = { apps: [{ name: 'web', script: 'sleep', args: '60',
+           readinessProbe: { http: '/health', initialDelay: 500 } }] };\n",
+    );
+    let out = hotrun_cmd(dir.path(), &["config", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["apps"][0]["readiness_probe"],
+        serde_json::json!({"check": {"http": {"path": "/health"}}, "period": 1000,
+                           "timeout": 1000, "failure_threshold": 3, "initial_delay": 500})
+    );
+}
