@@ -1,7 +1,9 @@
-//! Readiness probes with the real binary: an app that listens and says ready at once but
-//! answers 503 until it is warm (fixtures/apps/warmup.js, as `next start` does before its
-//! first page renders) is ready only once its probe passes, at the first start and in
-//! reloads under load; a probe of a wrong path says so, and `hotrun check` fails on it.
+//! Probes with the real binary: an app that listens and says ready at once but answers
+//! 503 until it is warm (fixtures/apps/warmup.js, as `next start` does before its first
+//! page renders) is ready only once its readiness probe passes, at the first start and in
+//! reloads under load; a probe of a wrong path says so, and `hotrun check` fails on it; an
+//! instance whose event loop is stuck (fixtures/apps/blocker.js) fails its liveness probe
+//! and is replaced while the others serve on.
 
 mod common;
 
@@ -153,6 +155,10 @@ fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
             "readiness_probe.exec is not supported yet: use http: '/path' or tcp: true",
         ),
         (
+            "livenessProbe: { tcp: 'yes' }",
+            "livenessProbe.tcp must be true (got \"yes\")",
+        ),
+        (
             "readiness_probe: '/health'",
             "readiness_probe must be an object such as { http: '/health' } or { tcp: true } (got \"/health\")",
         ),
@@ -184,4 +190,74 @@ fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
         serde_json::json!({"check": {"http": {"path": "/health"}}, "period": 1000,
                            "timeout": 1000, "failure_threshold": 3, "initial_delay": 500})
     );
+}
+
+#[test]
+fn an_instance_whose_event_loop_is_stuck_is_replaced_and_the_others_serve_on() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("blocker.js"), dir.path().join("server.js")).unwrap();
+    std::fs::write(dir.path().join("block"), "").unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
+           wait_ready: true, kill_timeout: 1000,
+           liveness_probe: {{ http: '/health', period: 200, timeout: 300, failure_threshold: 3 }},
+           env: {{ HTTP_PORT: {port}, BLOCK_FILE: '{}', BLOCK_AFTER_MS: 1500 }} }}] }};\n",
+        dir.path().join("block").display()
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let h = Hotrun::start(dir.path(), &[]);
+    let old = pids(&wait_online(dir.path()), "web");
+    let load = NodeLoad::start(port, Clients::new(16));
+    let line = h.wait_for("blocks its event loop");
+    let stuck: i64 = line
+        .split("pid ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let blocked = Instant::now();
+    assert!(old.contains(&stuck), "{line}");
+    let said = h.wait_for("failed 3 times in a row");
+    assert!(
+        said.contains("its liveness probe GET /health failed 3 times in a row (last: no answer within 300 ms) -> replacing it"),
+        "{said}"
+    );
+    wait_until("the stuck instance is replaced", || {
+        let now = pids(&status(dir.path()), "web");
+        !now.contains(&stuck) && now.len() == 3
+    });
+    eprintln!(
+        "replaced {} ms after it blocked",
+        blocked.elapsed().as_millis()
+    );
+    let during = load.finish();
+    eprintln!("load while it was stuck and replaced: {during:?}");
+    // What fails is what the stuck instance held: each client's request that reached it
+    // before its first failed probe took it out of the kernel's choice (one per client
+    // at most); no request hangs, every other one is answered.
+    assert_eq!(during.hung, 0, "{during:?}");
+    assert!(during.failed <= 16, "{during:?}");
+    assert!(during.ok > 300, "{during:?}");
+    let st = status(dir.path());
+    let now = pids(&st, "web");
+    for pid in old.iter().filter(|&&p| p != stuck) {
+        assert!(now.contains(pid), "the others are untouched: {st}");
+    }
+    for inst in app_status(&st, "web")["instances"].as_array().unwrap() {
+        assert_eq!(inst["restarts"], 0, "{st}");
+        assert_eq!(inst["liveness"]["ok"], true, "{inst}");
+    }
+    assert_eq!(
+        app_status(&st, "web")["last_reload"]["trigger"],
+        "liveness",
+        "{st}"
+    );
+    // Afterwards every instance serves: 16 clients for 2 s, nothing fails.
+    let after = common::node_load::run_for(port, Clients::new(16), 2000);
+    assert_eq!((after.failed, after.hung), (0, 0), "{after:?}");
+    assert_eq!(after.pids.len(), 3, "{after:?}");
 }

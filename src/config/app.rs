@@ -112,6 +112,7 @@ pub fn resolve_app(
         build_timeout: f.ms("build_timeout", 600_000)?,
         shutdown_delay: f.ms("shutdown_delay", 0)?,
         readiness_probe: super::probe::probe_of(&f, "readiness_probe")?,
+        liveness_probe: super::probe::probe_of(&f, "liveness_probe")?,
         logs,
     };
     Ok(Resolved {

@@ -1,4 +1,4 @@
-//! `readiness_probe` (hotrun's key, `readinessProbe` too): an object with one check,
+//! `readiness_probe` and `liveness_probe` (hotrun's keys, camelCase too): an object with one check,
 //! `http: '/path'` or `tcp: true`, and `period`, `timeout`, `failure_threshold`,
 //! `initial_delay` (Kubernetes' names; times in milliseconds). Each setting is checked at
 //! its own file:line:column.

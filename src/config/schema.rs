@@ -49,6 +49,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "build_timeout",
     "shutdown_delay",
     "readiness_probe",
+    "liveness_probe",
     "env_file",
     "log_max_size",
     "log_retain",

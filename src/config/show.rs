@@ -69,6 +69,9 @@ fn app_block(out: &mut String, a: &AppPlan) {
     line("command", cmd.join(" "));
     line("cwd", a.cwd.display().to_string());
     line("ready", ready(a));
+    if let Some(live) = liveness(a) {
+        line("liveness", live);
+    }
     line("stop", stop(a));
     line("restart", restart(a));
     if let Some(m) = a.max_memory_restart {
@@ -108,6 +111,19 @@ fn ready(a: &AppPlan) -> String {
             ms(p.initial_delay)
         ),
     }
+}
+
+/// The liveness probe, when set.
+fn liveness(a: &AppPlan) -> Option<String> {
+    let p = a.liveness_probe.as_ref()?;
+    Some(format!(
+        "{} on its own socket every {} ({} timeout, first after {}); {} failures in a row replace the instance",
+        p.describe(),
+        ms(p.period),
+        ms(p.timeout),
+        ms(p.initial_delay),
+        p.failure_threshold
+    ))
 }
 
 /// How an instance says it is ready itself.

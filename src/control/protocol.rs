@@ -233,6 +233,9 @@ pub struct InstanceStatus {
     /// Its readiness probe's last result, for an app with `readiness_probe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeStatus>,
+    /// Its liveness probe's last result, for an app with `liveness_probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<ProbeStatus>,
 }
 
 /// A probe's last result.

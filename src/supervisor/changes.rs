@@ -48,6 +48,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         build_timeout,
         shutdown_delay,
         readiness_probe,
+        liveness_probe,
         logs,
     } = new;
     let mut out = Vec::new();
@@ -116,6 +117,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         ("build_timeout", old.build_timeout != *build_timeout),
         ("shutdown_delay", old.shutdown_delay != *shutdown_delay),
         ("readiness_probe", old.readiness_probe != *readiness_probe),
+        ("liveness_probe", old.liveness_probe != *liveness_probe),
         ("logs", old.logs != *logs),
     ];
     out.extend(

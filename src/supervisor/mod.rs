@@ -127,9 +127,10 @@ enum Event {
         serial: u64,
         by: ReadyBy,
     },
-    /// A readiness probe of run `serial` answered.
+    /// A probe of run `serial` answered.
     Probe {
         serial: u64,
+        kind: probes::Kind,
         result: Result<String, String>,
     },
     BuildLine {
@@ -432,7 +433,11 @@ impl Supervisor {
             Event::PipeClosed => self.open_pipes -= 1,
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
-            Event::Probe { serial, result } => self.on_probe(serial, result),
+            Event::Probe {
+                serial,
+                kind,
+                result,
+            } => self.on_probe(serial, kind, result),
             Event::BuildLine { app, stream, text } => self.on_build_line(app, stream, &text),
             Event::BuildPipeClosed { app } => self.on_build_pipe_closed(app, self.fx.now()),
         }

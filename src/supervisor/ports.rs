@@ -168,7 +168,9 @@ impl Supervisor {
                     kept.insert(Member::lane(&app.plan.name, slot.id, slot.lane));
                 }
                 let online = match &slot.phase {
-                    Phase::Online { run, .. } if !slot.surplus => self.runs.get(&run.serial),
+                    Phase::Online { run, .. } if !slot.surplus && !self.failing(run.serial) => {
+                        self.runs.get(&run.serial)
+                    }
                     _ => None,
                 };
                 if let Some(io) = online {

@@ -1,16 +1,59 @@
-//! Readiness probes in the loop: an instance of an app with `readiness_probe` is ready
+//! Probes in the loop. Readiness: an instance of an app with `readiness_probe` is ready
 //! only once a probe of its own socket passes, and after its own ready signal when it
 //! gives one (that signal is held until then). This is the one gate every readiness goes
 //! through (first start, restart, a reload's successor), because every ready signal
-//! reaches the loop through `on_ready`. Probes run as small tasks every `period` from
-//! `initial_delay` on, until one passes; each result is kept for `status`.
+//! reaches the loop through `on_ready`. Readiness probes run every `period` from
+//! `initial_delay` on, until one passes. Liveness: while an instance serves its slot, its
+//! `liveness_probe` runs every `period`; `failure_threshold` failures in a row replace it
+//! through the ready-gated path (its successor first) and fail a reload in flight; from
+//! its first failure until a probe passes it gets no new connection. Probes are small
+//! tasks; each result is kept for `status`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::slot::ReadyBy;
-use super::{Event, Supervisor};
+use super::rollout::{self, Trigger};
+use super::slot::{Phase, ReadyBy};
+use super::{Event, Role, Supervisor};
 use crate::control::protocol::ProbeStatus;
-use crate::probe::{self, Target};
+use crate::probe::{self, ProbePlan, Target};
+
+/// Which probe of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Readiness,
+    Liveness,
+}
+
+/// When a probe of a run runs, and what it last found.
+#[derive(Debug, Clone)]
+struct Schedule {
+    in_flight: bool,
+    next_at: Instant,
+    last: Option<ProbeStatus>,
+}
+
+impl Schedule {
+    fn new(now: Instant, initial_delay: Duration) -> Schedule {
+        Schedule {
+            in_flight: false,
+            next_at: now + initial_delay,
+            last: None,
+        }
+    }
+
+    /// A probe ends: its result is kept, the next one is due a `period` later.
+    fn answered(&mut self, result: &Result<String, String>, now: Instant, period: Duration) {
+        self.in_flight = false;
+        self.next_at = now + period;
+        self.last = Some(ProbeStatus {
+            ok: result.is_ok(),
+            detail: match result {
+                Ok(said) | Err(said) => said.clone(),
+            },
+            at: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        });
+    }
+}
 
 /// A run's readiness probe.
 #[derive(Debug, Clone)]
@@ -18,31 +61,48 @@ pub(super) struct ProbeState {
     /// Its own ready signal, held until a probe passes.
     held: Option<ReadyBy>,
     passed: bool,
-    in_flight: bool,
-    next_at: Instant,
-    last: Option<ProbeStatus>,
+    schedule: Schedule,
 }
 
 impl ProbeState {
-    pub fn new(now: Instant, initial_delay: std::time::Duration) -> ProbeState {
+    pub fn new(now: Instant, initial_delay: Duration) -> ProbeState {
         ProbeState {
             held: None,
             passed: false,
-            in_flight: false,
-            next_at: now + initial_delay,
-            last: None,
+            schedule: Schedule::new(now, initial_delay),
         }
     }
 
-    /// When the next probe is due (none once one passed, or while one runs).
-    fn due(&self) -> Option<Instant> {
-        (!self.passed && !self.in_flight).then_some(self.next_at)
+    pub fn last(&self) -> Option<&ProbeStatus> {
+        self.schedule.last.as_ref()
+    }
+}
+
+/// A run's liveness probe.
+#[derive(Debug, Clone)]
+pub(super) struct LiveState {
+    failures: u32,
+    /// Failed `failure_threshold` times: its replacement is asked for; no more probes.
+    tripped: bool,
+    schedule: Schedule,
+}
+
+impl LiveState {
+    pub fn new(now: Instant, initial_delay: Duration) -> LiveState {
+        LiveState {
+            failures: 0,
+            tripped: false,
+            schedule: Schedule::new(now, initial_delay),
+        }
     }
 
     pub fn last(&self) -> Option<&ProbeStatus> {
-        self.last.as_ref()
+        self.schedule.last.as_ref()
     }
 }
+
+/// Why the instance's socket cannot be probed yet.
+const NO_SOCKET: &str = "no socket of its own to probe yet (the port is known once it listens, or from `port` / `listen`)";
 
 impl Supervisor {
     /// A ready signal of run `serial`: held while its readiness probe has not passed.
@@ -61,104 +121,147 @@ impl Supervisor {
         }
     }
 
+    /// When run `serial`'s `kind` probe is next due: readiness until it passes;
+    /// liveness while the run serves its slot (and hotrun is not stopping).
+    fn due(&self, serial: u64, kind: Kind) -> Option<Instant> {
+        let io = self.runs.get(&serial)?;
+        let schedule = match kind {
+            Kind::Readiness => io.probe.as_ref().filter(|p| !p.passed)?.schedule.clone(),
+            Kind::Liveness => {
+                let slot = &self.apps[io.app].slots[io.slot];
+                let serving = matches!(&slot.phase, Phase::Online { run, .. } if run.serial == serial)
+                    && !slot.surplus
+                    && !self.apps[io.app].removed
+                    && self.shutdown == super::Shutdown::Running;
+                let live = io.liveness.as_ref().filter(|l| !l.tripped && serving)?;
+                live.schedule.clone()
+            }
+        };
+        (!schedule.in_flight).then_some(schedule.next_at)
+    }
+
     /// The earliest probe due.
     pub(super) fn probe_deadline(&self) -> Option<Instant> {
         self.runs
-            .values()
-            .filter_map(|io| io.probe.as_ref().and_then(ProbeState::due))
+            .keys()
+            .flat_map(|&serial| [Kind::Readiness, Kind::Liveness].map(|k| self.due(serial, k)))
+            .flatten()
             .min()
     }
 
     /// Starts the probes that are due.
     pub(super) fn run_probes(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .runs
-            .iter()
-            .filter(|(_, io)| {
-                io.probe
-                    .as_ref()
-                    .and_then(ProbeState::due)
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|(&serial, _)| serial)
-            .collect();
-        for serial in due {
-            self.start_probe(serial, now);
+        let mut due = Vec::new();
+        for &serial in self.runs.keys() {
+            for kind in [Kind::Readiness, Kind::Liveness] {
+                if self.due(serial, kind).is_some_and(|t| t <= now) {
+                    due.push((serial, kind));
+                }
+            }
+        }
+        for (serial, kind) in due {
+            self.start_probe(serial, kind, now);
         }
     }
 
-    fn start_probe(&mut self, serial: u64, now: Instant) {
-        let io = &self.runs[&serial];
-        let app = &self.apps[io.app];
-        let Some(plan) = app.plan.readiness_probe.clone() else {
+    /// The app's `kind` probe.
+    fn plan_of(&self, a: usize, kind: Kind) -> Option<ProbePlan> {
+        let plan = &self.apps[a].plan;
+        match kind {
+            Kind::Readiness => plan.readiness_probe.clone(),
+            Kind::Liveness => plan.liveness_probe.clone(),
+        }
+    }
+
+    /// The schedule of run `serial`'s `kind` probe.
+    fn schedule(&mut self, serial: u64, kind: Kind) -> Option<&mut Schedule> {
+        let io = self.runs.get_mut(&serial)?;
+        match kind {
+            Kind::Readiness => io.probe.as_mut().map(|p| &mut p.schedule),
+            Kind::Liveness => io.liveness.as_mut().map(|l| &mut l.schedule),
+        }
+    }
+
+    /// Where run `serial`'s own socket is, on the app's first shared port, once there is
+    /// one (a port learned when the instance listens is known only then).
+    fn target(&self, serial: u64, plan: &ProbePlan) -> Option<Target> {
+        let io = self.runs.get(&serial)?;
+        let addr = self.apps[io.app].ports.first()?;
+        let source = self.listeners.probe_source(addr, &io.member)?;
+        let listener = match plan.check {
+            probe::Check::Tcp => self
+                .listeners
+                .socket(addr, &io.member)
+                .and_then(|fd| fd.try_clone_to_owned().ok()),
+            probe::Check::Http { .. } => None,
+        };
+        Some(Target {
+            port: addr.port,
+            source,
+            listener,
+        })
+    }
+
+    fn start_probe(&mut self, serial: u64, kind: Kind, now: Instant) {
+        let Some(a) = self.runs.get(&serial).map(|io| io.app) else {
             return;
         };
-        // The instance's own socket on the app's first shared port, once there is one.
-        let target = app.ports.first().and_then(|addr| {
-            let source = self.listeners.probe_source(addr, &io.member)?;
-            let listener = match plan.check {
-                probe::Check::Tcp => self
-                    .listeners
-                    .socket(addr, &io.member)
-                    .and_then(|fd| fd.try_clone_to_owned().ok()),
-                probe::Check::Http { .. } => None,
-            };
-            Some(Target {
-                port: addr.port,
-                source,
-                listener,
-            })
-        });
-        let p = self.runs.get_mut(&serial).and_then(|io| io.probe.as_mut());
-        let Some(p) = p else { return };
-        let Some(target) = target else {
-            // Its port is not known yet (learned when it listens): look again later.
-            p.next_at = now + plan.period;
-            p.last = Some(ProbeStatus {
-                ok: false,
-                detail: "no socket of its own to probe yet (the port is known once it listens, or from `port` / `listen`)".into(),
-                at: now_rfc3339(),
-            });
+        let Some(plan) = self.plan_of(a, kind) else {
             return;
         };
-        p.in_flight = true;
+        let Some(target) = self.target(serial, &plan) else {
+            // Looked at again a period later; said as the probe's result.
+            let no_socket = Err(NO_SOCKET.to_string());
+            if let Some(s) = self.schedule(serial, kind) {
+                s.answered(&no_socket, now, plan.period);
+            }
+            return;
+        };
+        if let Some(s) = self.schedule(serial, kind) {
+            s.in_flight = true;
+        }
         let tx = self.events.clone();
         tokio::spawn(async move {
             let result = probe::run(&plan.check, target, plan.timeout).await;
-            let _ = tx.send(Event::Probe { serial, result }).await;
+            let _ = tx
+                .send(Event::Probe {
+                    serial,
+                    kind,
+                    result,
+                })
+                .await;
         });
     }
 
     /// A probe of run `serial` answered.
-    pub(super) fn on_probe(&mut self, serial: u64, result: Result<String, String>) {
+    pub(super) fn on_probe(&mut self, serial: u64, kind: Kind, result: Result<String, String>) {
         let now = self.fx.now();
+        let Some(a) = self.runs.get(&serial).map(|io| io.app) else {
+            return;
+        };
+        let Some(plan) = self.plan_of(a, kind) else {
+            return;
+        };
+        if let Some(s) = self.schedule(serial, kind) {
+            s.answered(&result, now, plan.period);
+        }
+        match kind {
+            Kind::Readiness => self.on_readiness(serial, result.is_ok()),
+            Kind::Liveness => self.on_liveness(serial, &plan, result, now),
+        }
+    }
+
+    /// A readiness probe passed or not: once it passes, the instance is ready now if its
+    /// own signal came (or none is to come), else when that comes.
+    fn on_readiness(&mut self, serial: u64, passed: bool) {
         let Some(io) = self.runs.get_mut(&serial) else {
             return;
         };
         let gives_signal = self.apps[io.app].settings.gives_signal();
-        let period = self.apps[io.app]
-            .plan
-            .readiness_probe
-            .as_ref()
-            .map(|p| p.period)
-            .unwrap_or_default();
-        let Some(p) = io.probe.as_mut() else {
+        let Some(p) = io.probe.as_mut().filter(|_| passed) else {
             return;
         };
-        p.in_flight = false;
-        p.last = Some(ProbeStatus {
-            ok: result.is_ok(),
-            detail: match &result {
-                Ok(said) | Err(said) => said.clone(),
-            },
-            at: now_rfc3339(),
-        });
-        if result.is_err() {
-            p.next_at = now + period;
-            return;
-        }
         p.passed = true;
-        // Ready now if its own signal came (or none is to come); else when it comes.
         let by = match p.held.take() {
             Some(by) => by,
             None if !gives_signal => ReadyBy::Probe,
@@ -167,13 +270,70 @@ impl Supervisor {
         self.on_ready(serial, by);
     }
 
+    /// A liveness probe answered: `failure_threshold` failures in a row replace the
+    /// instance (its successor first) and fail a reload in flight.
+    fn on_liveness(
+        &mut self,
+        serial: u64,
+        plan: &ProbePlan,
+        result: Result<String, String>,
+        now: Instant,
+    ) {
+        let Some(l) = self
+            .runs
+            .get_mut(&serial)
+            .and_then(|io| io.liveness.as_mut())
+        else {
+            return;
+        };
+        let last = match result {
+            Ok(_) => {
+                l.failures = 0;
+                return;
+            }
+            Err(why) => why,
+        };
+        l.failures += 1;
+        if l.failures < plan.failure_threshold || l.tripped {
+            return;
+        }
+        l.tripped = true;
+        let Some((a, s, Role::Current)) = self.locate(serial) else {
+            return;
+        };
+        let label = self.label(a, s);
+        let reason = format!(
+            "its liveness probe {} failed {} times in a row (last: {last})",
+            plan.describe(),
+            plan.failure_threshold
+        );
+        self.logs.say(&format!("{label}: {reason} -> replacing it"));
+        if self.apps[a].rollout.is_some() {
+            let input = rollout::Input::Unhealthy {
+                slot: s,
+                reason: reason.clone(),
+            };
+            self.rollout_input(a, input, now);
+        }
+        self.request_reload(a, Trigger::Liveness { slots: vec![s] }, None);
+    }
+
+    /// Whether run `serial`'s last liveness probe failed: it gets no new connection until
+    /// one passes (or its replacement takes the slot).
+    pub(super) fn failing(&self, serial: u64) -> bool {
+        self.runs
+            .get(&serial)
+            .and_then(|io| io.liveness.as_ref())
+            .is_some_and(|l| l.failures > 0)
+    }
+
     /// What the readiness probe of run `serial` last found, for messages.
     pub(super) fn probe_detail(&self, serial: u64) -> Option<String> {
         let io = self.runs.get(&serial)?;
         let plan = self.apps[io.app].plan.readiness_probe.as_ref()?;
         let p = io.probe.as_ref()?;
         let mut said = format!("readiness probe {}", plan.describe());
-        match &p.last {
+        match p.last() {
             Some(last) => said.push_str(&format!(": {}", last.detail)),
             None => said.push_str(": not run yet"),
         }
@@ -182,8 +342,4 @@ impl Supervisor {
         }
         Some(said)
     }
-}
-
-fn now_rfc3339() -> String {
-    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }

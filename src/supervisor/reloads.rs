@@ -80,8 +80,8 @@ impl Supervisor {
                 return self.rollout_done(a, &trigger, Some(Failure::Plan(reason)), now);
             }
         }
-        // A memory replacement runs the same code again: no build for it.
-        let builds = !matches!(trigger, Trigger::Memory { .. });
+        // A replacement of some instances runs the same code again: no build for it.
+        let builds = trigger.replaces().is_none();
         if builds && self.apps[a].plan.build.is_some() {
             // The rollout starts when the build has succeeded (see build.rs).
             return self.start_build(a, Some(trigger), now);

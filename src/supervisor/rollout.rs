@@ -35,6 +35,8 @@ pub enum Trigger {
     /// These slots' instances use more memory than `max_memory_restart`: only they are
     /// replaced.
     Memory { slots: Vec<usize> },
+    /// These slots' instances failed their `liveness_probe`: only they are replaced.
+    Liveness { slots: Vec<usize> },
 }
 
 impl Trigger {
@@ -47,32 +49,46 @@ impl Trigger {
             Trigger::Console => "rs",
             Trigger::Cron => "cron_restart",
             Trigger::Memory { .. } => "memory",
+            Trigger::Liveness { .. } => "liveness",
         }
     }
 
     /// The slots a reload for this trigger replaces, of an app with `n` slots.
     pub fn slots(&self, n: usize) -> Vec<usize> {
         match self {
-            Trigger::Memory { slots } => slots.iter().copied().filter(|&s| s < n).collect(),
+            Trigger::Memory { slots } | Trigger::Liveness { slots } => {
+                slots.iter().copied().filter(|&s| s < n).collect()
+            }
             _ => (0..n).collect(),
         }
     }
 
-    /// Two requests folded into one reload: a whole-app reload covers any other; memory
-    /// replacements add up.
-    pub fn merge(self, other: Trigger) -> Trigger {
-        match (self, other) {
-            (Trigger::Memory { mut slots }, Trigger::Memory { slots: more }) => {
-                for s in more {
-                    if !slots.contains(&s) {
-                        slots.push(s);
-                    }
-                }
-                Trigger::Memory { slots }
-            }
-            (Trigger::Memory { .. }, whole) => whole,
-            (whole, _) => whole,
+    /// The slots of a replacement of some instances (memory, liveness); `None` for a
+    /// whole-app reload. A replacement runs the code in force again: no build for it.
+    pub fn replaces(&self) -> Option<&[usize]> {
+        match self {
+            Trigger::Memory { slots } | Trigger::Liveness { slots } => Some(slots),
+            _ => None,
         }
+    }
+
+    /// Two requests folded into one reload: a whole-app reload covers any other;
+    /// replacements of instances add up (named by the first).
+    pub fn merge(self, other: Trigger) -> Trigger {
+        let more: Vec<usize> = match (self.replaces(), other.replaces()) {
+            (Some(_), Some(more)) => more.to_vec(),
+            (Some(_), None) => return other,
+            (None, _) => return self,
+        };
+        let mut first = self;
+        if let Trigger::Memory { slots } | Trigger::Liveness { slots } = &mut first {
+            for s in more {
+                if !slots.contains(&s) {
+                    slots.push(s);
+                }
+            }
+        }
+        first
     }
 }
 
@@ -145,6 +161,11 @@ pub enum Input {
     /// The old instance of `slot` is gone (or there was none).
     OldGone {
         slot: usize,
+    },
+    /// The instance serving `slot` failed its liveness probe: no more slots are traded.
+    Unhealthy {
+        slot: usize,
+        reason: String,
     },
     Tick,
 }
@@ -423,6 +444,13 @@ pub fn step(
                 actions.extend(r.fill());
             }
             (Some(r), actions)
+        }
+        Input::Unhealthy { slot, reason } => {
+            // Its own successor, if one starts, stops too.
+            let own = lane_of(&r, slot)
+                .and_then(|i| r.lanes[i].step.run().copied())
+                .map(|run| Action::StopSuccessor { run });
+            fail(r, slot, own, reason)
         }
         Input::OldGone { slot } => {
             let Some(i) = lane_of(&r, slot).filter(|&i| r.lanes[i].step == Step::Draining) else {

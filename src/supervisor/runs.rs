@@ -41,6 +41,8 @@ pub(super) struct RunIo {
     stderr_tail: VecDeque<String>,
     /// Its readiness probe, for an app with `readiness_probe`.
     pub(super) probe: Option<super::probes::ProbeState>,
+    /// Its liveness probe, for an app with `liveness_probe`.
+    pub(super) liveness: Option<super::probes::LiveState>,
 }
 
 impl RunIo {
@@ -164,6 +166,11 @@ impl Supervisor {
             .readiness_probe
             .as_ref()
             .map(|p| super::probes::ProbeState::new(now, p.initial_delay));
+        let liveness = self.apps[a]
+            .plan
+            .liveness_probe
+            .as_ref()
+            .map(|p| super::probes::LiveState::new(now, p.initial_delay));
         self.runs.insert(
             serial,
             RunIo {
@@ -174,6 +181,7 @@ impl Supervisor {
                 notify,
                 stderr_tail: VecDeque::new(),
                 probe,
+                liveness,
             },
         );
         self.pids.insert(child.pid, serial);

@@ -58,6 +58,10 @@ impl Supervisor {
                                 .and_then(|r| self.runs.get(&r.serial))
                                 .and_then(|io| io.probe.as_ref())
                                 .and_then(|p| p.last().cloned()),
+                            liveness: run
+                                .and_then(|r| self.runs.get(&r.serial))
+                                .and_then(|io| io.liveness.as_ref())
+                                .and_then(|l| l.last().cloned()),
                         }
                     })
                     .collect();

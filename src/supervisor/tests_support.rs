@@ -50,6 +50,7 @@ pub fn app() -> AppPlan {
         build_timeout: Duration::from_secs(600),
         shutdown_delay: Duration::ZERO,
         readiness_probe: None,
+        liveness_probe: None,
         logs: LogPlan::default(),
     }
 }

@@ -464,8 +464,12 @@ fn a_memory_replacement_covers_its_slot_only() {
 #[test]
 fn folded_triggers_merge() {
     let mem = |s: &[usize]| Trigger::Memory { slots: s.to_vec() };
+    let live = |s: &[usize]| Trigger::Liveness { slots: s.to_vec() };
     let table = [
         (mem(&[1]), mem(&[2]), mem(&[1, 2])),
+        (live(&[0]), mem(&[2]), live(&[0, 2])),
+        (mem(&[1]), live(&[1]), mem(&[1])),
+        (live(&[1]), Trigger::Cron, Trigger::Cron),
         (mem(&[1]), mem(&[1]), mem(&[1])),
         (mem(&[1]), Trigger::Watch, Trigger::Watch),
         (Trigger::Command, mem(&[0]), Trigger::Command),
@@ -491,4 +495,54 @@ fn requests_during_a_reload_fold_into_exactly_one_more() {
     assert_eq!(done, vec![2, 3]);
     assert_eq!(next, None);
     assert!(!q.in_flight());
+}
+
+#[test]
+fn an_unhealthy_instance_fails_the_rollout_and_stops_the_other_successors() {
+    let t0 = Instant::now();
+    let readiness = Readiness {
+        listen_timeout: ms(3000),
+        uptime: None,
+        min_ready: Duration::ZERO,
+    };
+    let (r, _) = Rollout::begin(Trigger::Command, vec![0, 1, 2], 2, t0);
+    let (r, _) = step(
+        r,
+        Input::Spawned {
+            slot: 0,
+            run: run(t0, 10),
+        },
+        t0,
+        readiness,
+    );
+    let (r, _) = step(
+        r.unwrap(),
+        Input::Spawned {
+            slot: 1,
+            run: run(t0, 11),
+        },
+        t0,
+        readiness,
+    );
+    let (r, actions) = step(
+        r.unwrap(),
+        Input::Unhealthy {
+            slot: 0,
+            reason: "liveness".into(),
+        },
+        t0 + ms(10),
+        readiness,
+    );
+    assert!(r.is_none());
+    assert_eq!(
+        actions,
+        [
+            Action::StopSuccessor { run: run(t0, 10) },
+            Action::StopSuccessor { run: run(t0, 11) },
+            Action::Failed {
+                slot: 0,
+                reason: "liveness".into()
+            }
+        ]
+    );
 }
