@@ -167,6 +167,10 @@ pub struct AppPlan {
     /// `liveness_probe` (hotrun's key): failing `failure_threshold` times in a row, the
     /// instance is replaced.
     pub liveness_probe: Option<crate::probe::ProbePlan>,
+    /// `canary: { hold }` (hotrun's key): a reload replaces one slot, holds this long while
+    /// watching it, then rolls the rest (or rolls the canary back).
+    #[serde(serialize_with = "opt_ms")]
+    pub canary: Option<Duration>,
     #[serde(flatten)]
     pub logs: LogPlan,
 }
@@ -225,7 +229,7 @@ mod tests {
             ignore_watch: _, watch_delay: _, watch_poll: _, env: _, instance_var: _,
             cron_restart: _, increment_var: _, port: _, listen: _, max_surge: _,
             min_ready: _, ready_pattern: _, build: _, build_timeout: _, shutdown_delay: _,
-            readiness_probe: _, liveness_probe: _,
+            readiness_probe: _, liveness_probe: _, canary: _,
             logs: LogPlan { out_file: _, error_file: _, log_file: _, merge_logs: _,
                 date_format: _, rotation: _ },
         } = &app;
@@ -239,7 +243,7 @@ mod tests {
             "watch_delay", "watch_poll", "env", "instance_var", "cron_restart",
             "increment_var", "port", "listen", "max_surge", "min_ready", "ready_pattern",
             "build", "build_timeout", "shutdown_delay", "readiness_probe",
-            "liveness_probe",
+            "liveness_probe", "canary",
             // LogPlan, flattened
             "out_file", "error_file", "log_file", "merge_logs", "log_date_format",
             "log_rotation",

@@ -159,6 +159,11 @@ fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
             "livenessProbe.tcp must be true (got \"yes\")",
         ),
         (
+            "canary: { hold: 0 }",
+            "canary.hold must be a number of milliseconds, 1 or more (got 0)",
+        ),
+        ("canary: { hld: 5 }", "canary.hld is not a canary setting (settings: hold)"),
+        (
             "readiness_probe: '/health'",
             "readiness_probe must be an object such as { http: '/health' } or { tcp: true } (got \"/health\")",
         ),
@@ -260,4 +265,84 @@ fn an_instance_whose_event_loop_is_stuck_is_replaced_and_the_others_serve_on() {
     let after = common::node_load::run_for(port, Clients::new(16), 2000);
     assert_eq!((after.failed, after.hung), (0, 0), "{after:?}");
     assert_eq!(after.pids.len(), 3, "{after:?}");
+}
+
+/// A folder running fixtures/apps/versioned.js at `version`, 3 instances, a canary that
+/// holds 3 s, and a liveness probe every 200 ms (2 failures replace).
+fn canary_dir(port: u16, version: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("versioned.js"), dir.path().join("server.js")).unwrap();
+    std::fs::write(dir.path().join("version.txt"), version).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
+           wait_ready: true, canary: {{ hold: 3000 }},
+           liveness_probe: {{ http: '/health', period: 200, timeout: 500, failure_threshold: 2 }},
+           env: {{ HTTP_PORT: {port} }} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    dir
+}
+
+#[test]
+fn a_canary_that_fails_its_liveness_probe_in_its_hold_is_rolled_back_touching_no_other_slot() {
+    let port = free_port();
+    let dir = canary_dir(port, "1");
+    let h = Hotrun::start(dir.path(), &[]);
+    let old = pids(&wait_online(dir.path()), "web");
+    let load = NodeLoad::start(port, Clients::new(16));
+    std::fs::write(dir.path().join("version.txt"), "bad").unwrap();
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("web|0 reload failed: its liveness probe GET /health failed 2 times in a row (last: 500 Internal Server Error)"),
+        "{err}"
+    );
+    let rolled = h.wait_for("rolled back");
+    assert!(rolled.contains("web|0 canary pid"), "{rolled}");
+    let during = load.finish();
+    eprintln!("load during the canary and its rollback: {during:?}");
+    assert_eq!((during.failed, during.hung), (0, 0), "{during:?}");
+    // The same 3 old pids serve, none restarted, and the canary is gone.
+    let st = status(dir.path());
+    assert_eq!(pids(&st, "web"), old, "{st}");
+    assert_eq!(app_status(&st, "web")["last_reload"]["result"], "failed");
+    let after = common::node_load::run_for(port, Clients::new(16), 1500);
+    assert_eq!((after.failed, after.hung), (0, 0), "{after:?}");
+    let served: std::collections::BTreeSet<i64> =
+        after.pids.keys().map(|p| p.parse().unwrap()).collect();
+    assert_eq!(served, old.iter().copied().collect(), "{after:?}");
+    assert_eq!(
+        h.count("new instance started"),
+        1,
+        "only the canary started: {}",
+        h.output()
+    );
+}
+
+#[test]
+fn a_healthy_canary_holds_then_the_rest_roll() {
+    let port = free_port();
+    let dir = canary_dir(port, "1");
+    let h = Hotrun::start(dir.path(), &[]);
+    let old = pids(&wait_online(dir.path()), "web");
+    std::fs::write(dir.path().join("version.txt"), "2").unwrap();
+    let started = Instant::now();
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(3000),
+        "the canary held 3 s"
+    );
+    assert!(
+        h.output().contains("canary: holding old pid"),
+        "{}",
+        h.output()
+    );
+    let now = pids(&status(dir.path()), "web");
+    assert!(now.iter().all(|p| !old.contains(p)), "{now:?} {old:?}");
 }

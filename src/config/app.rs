@@ -113,6 +113,7 @@ pub fn resolve_app(
         shutdown_delay: f.ms("shutdown_delay", 0)?,
         readiness_probe: super::probe::probe_of(&f, "readiness_probe")?,
         liveness_probe: super::probe::probe_of(&f, "liveness_probe")?,
+        canary: super::probe::canary_of(&f)?,
         logs,
     };
     Ok(Resolved {

@@ -57,6 +57,47 @@ pub fn probe_of(f: &Fields, canon: &str) -> Result<Option<ProbePlan>, ConfigErro
     }))
 }
 
+/// `canary: { hold: MS }`: how long a reload's first replaced slot is held.
+pub fn canary_of(f: &Fields) -> Result<Option<Duration>, ConfigError> {
+    let Some((key, v)) = f.get("canary") else {
+        return Ok(None);
+    };
+    let expected = "an object such as { hold: 30000 } (milliseconds)";
+    let Value::Object(obj) = v else {
+        return Err(f.bad(key, v, expected));
+    };
+    if let Some(name) = obj.keys().find(|k| *k != "hold") {
+        let mut path = f.path_of(key);
+        path.push(Seg::Key(name.clone()));
+        let subject = format!("{key}.{name}");
+        return Err(ConfigError::invalid(f.msg_at(
+            &path,
+            Target::Key,
+            &subject,
+            " is not a canary setting (settings: hold)",
+        )));
+    }
+    match obj.get("hold").map(|h| (h, units::parse_ms(h))) {
+        Some((_, Ok(ms))) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+        Some((h, _)) => {
+            let mut path = f.path_of(key);
+            path.push(Seg::Key("hold".into()));
+            let detail = format!(
+                " must be a number of milliseconds, 1 or more (got {})",
+                show(h)
+            );
+            let subject = format!("{key}.hold");
+            Err(ConfigError::invalid(f.msg_at(
+                &path,
+                Target::Value,
+                &subject,
+                &detail,
+            )))
+        }
+        None => Err(f.bad(key, v, expected)),
+    }
+}
+
 /// One probe object and where it is.
 struct Probe<'a> {
     f: &'a Fields<'a>,

@@ -50,6 +50,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "shutdown_delay",
     "readiness_probe",
     "liveness_probe",
+    "canary",
     "env_file",
     "log_max_size",
     "log_retain",

@@ -72,6 +72,13 @@ fn app_block(out: &mut String, a: &AppPlan) {
     if let Some(live) = liveness(a) {
         line("liveness", live);
     }
+    if let Some(hold) = a.canary {
+        let canary = format!(
+            "a reload replaces one instance first and holds it {} before the rest; rolled back if it fails",
+            ms(hold)
+        );
+        line("canary", canary);
+    }
     line("stop", stop(a));
     line("restart", restart(a));
     if let Some(m) = a.max_memory_restart {

@@ -49,6 +49,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         shutdown_delay,
         readiness_probe,
         liveness_probe,
+        canary,
         logs,
     } = new;
     let mut out = Vec::new();
@@ -118,6 +119,7 @@ pub fn describe(old: &AppPlan, new: &AppPlan) -> Vec<String> {
         ("shutdown_delay", old.shutdown_delay != *shutdown_delay),
         ("readiness_probe", old.readiness_probe != *readiness_probe),
         ("liveness_probe", old.liveness_probe != *liveness_probe),
+        ("canary", old.canary != *canary),
         ("logs", old.logs != *logs),
     ];
     out.extend(

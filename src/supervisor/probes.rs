@@ -307,15 +307,24 @@ impl Supervisor {
             plan.describe(),
             plan.failure_threshold
         );
-        self.logs.say(&format!("{label}: {reason} -> replacing it"));
-        if self.apps[a].rollout.is_some() {
-            let input = rollout::Input::Unhealthy {
-                slot: s,
-                reason: reason.clone(),
-            };
-            self.rollout_input(a, input, now);
+        if self.apps[a].rollout.is_none() {
+            self.logs.say(&format!("{label}: {reason} -> replacing it"));
+            return self.request_reload(a, Trigger::Liveness { slots: vec![s] }, None);
         }
-        self.request_reload(a, Trigger::Liveness { slots: vec![s] }, None);
+        // During a reload: a canary in its hold is rolled back (its old instance serves
+        // again); any other is replaced once the failed reload is over.
+        let rolled_back = self.roll_back_canary(a, s, now);
+        if !rolled_back {
+            self.logs.say(&format!("{label}: {reason} -> replacing it"));
+        }
+        let input = rollout::Input::Unhealthy {
+            slot: s,
+            reason: reason.clone(),
+        };
+        self.rollout_input(a, input, now);
+        if !rolled_back {
+            self.request_reload(a, Trigger::Liveness { slots: vec![s] }, None);
+        }
     }
 
     /// Whether run `serial`'s last liveness probe failed: it gets no new connection until

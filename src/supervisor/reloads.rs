@@ -121,7 +121,9 @@ impl Supervisor {
         app.echo.closed(now);
         app.echo.opened(now);
         let surge = app.plan.max_surge as usize;
-        let (rollout, actions) = Rollout::begin(trigger.clone(), slots, surge, now);
+        // A canary holds a whole-app reload, not the replacement of some instances.
+        let canary = app.plan.canary.filter(|_| trigger.replaces().is_none());
+        let (rollout, actions) = Rollout::begin_with(trigger.clone(), slots, surge, canary, now);
         app.rollout = Some(rollout);
         self.rollout_actions(a, &trigger, actions, now);
     }
@@ -173,7 +175,11 @@ impl Supervisor {
                     };
                     self.rollout_input(a, input, now);
                 }
-                Action::Promote { slot, run, by } => self.promote(a, slot, run, by, now),
+                Action::Promote { slot, run, by } => self.promote(a, slot, run, by, false, now),
+                Action::PromoteCanary { slot, run, by } => {
+                    self.promote(a, slot, run, by, true, now)
+                }
+                Action::Release { slot } => self.release_parked(a, Some(slot), now),
                 Action::StopSuccessor { run } => self.retire_successor(a, run, now),
                 Action::KillSuccessor { run } => self.kill_successor(a, run, now),
                 Action::Done => self.rollout_done(a, trigger, None, now),
@@ -190,8 +196,9 @@ impl Supervisor {
         }
     }
 
-    /// The successor takes the slot; the old instance is asked to stop and retires.
-    fn promote(&mut self, a: usize, s: usize, run: Run, by: ReadyBy, now: Instant) {
+    /// The successor takes the slot; the old instance is asked to stop and retires (or,
+    /// for a canary, is parked: it runs on, out of the kernel's choice, until the hold ends).
+    fn promote(&mut self, a: usize, s: usize, run: Run, by: ReadyBy, canary: bool, now: Instant) {
         let label = self.label(a, s);
         let lane = self.runs.get(&run.serial).map(|io| io.lane());
         let slot = &mut self.apps[a].slots[s];
@@ -206,12 +213,16 @@ impl Supervisor {
             .map_or((1, 1), |r| (r.promoted, r.total));
         let id = self.apps[a].slots[s].id;
         let old_pid = old.run().map(|r| r.pid);
-        let verb = if self.can_drain(a) {
-            "draining"
-        } else {
-            "stopping"
+        let park = canary && self.can_drain(a);
+        let verb = match (park, self.can_drain(a)) {
+            (true, _) => "canary: holding old pid",
+            (false, true) => "draining",
+            (false, false) => "stopping",
         };
-        let stopping = old_pid.map_or(String::new(), |p| format!("; {verb} old pid {p}"));
+        let stopping = old_pid.map_or(String::new(), |p| match park {
+            true => format!("; {verb} {p} until its hold ends"),
+            false => format!("; {verb} old pid {p}"),
+        });
         let message = format!(
             "{label} reload {nth}/{total}: new pid {} ready ({}) in {took} ms{stopping}",
             run.pid,
@@ -230,10 +241,10 @@ impl Supervisor {
             Some(old_run) => {
                 // Drained first where its socket is its own: out of the kernel's choice
                 // now, asked to stop once its queue is empty and drain_delay has passed.
-                let input = if self.can_drain(a) {
-                    SlotInput::Drain
-                } else {
-                    SlotInput::Stop
+                let input = match (park, self.can_drain(a)) {
+                    (true, _) => SlotInput::Park,
+                    (false, true) => SlotInput::Drain,
+                    (false, false) => SlotInput::Stop,
                 };
                 let app = &mut self.apps[a];
                 let mut scratch = Default::default();
@@ -268,7 +279,7 @@ impl Supervisor {
                 Phase::Draining {
                     ready_by: Some(_),
                     ..
-                }
+                } | Phase::Parked { .. }
             )
         });
         let (Some(i), Some(new_run)) = (waiting, slot.phase.run().copied()) else {
@@ -296,6 +307,65 @@ impl Supervisor {
         self.kill_successor(a, new_run, now);
         self.sync_live_sockets();
         self.rollout_input(a, Input::Exited { slot: s, exit }, now);
+    }
+
+    /// The parked old instances of app `a` (of slot `only`, or all) drain and stop: their
+    /// canary passed, or the rollout ended.
+    pub(super) fn release_parked(&mut self, a: usize, only: Option<usize>, now: Instant) {
+        for s in 0..self.apps[a].slots.len() {
+            if only.is_some_and(|o| o != s) {
+                continue;
+            }
+            while let Some(i) = self.apps[a].slots[s]
+                .retiring
+                .iter()
+                .position(|p| matches!(p, Phase::Parked { .. }))
+            {
+                self.apply_retiring(a, s, i, SlotInput::Drain, now);
+            }
+        }
+    }
+
+    /// The canary of slot `s` fails during its hold: its parked old instance serves
+    /// again and the canary stops. Returns whether there was one to go back to.
+    pub(super) fn roll_back_canary(&mut self, a: usize, s: usize, now: Instant) -> bool {
+        let label = self.label(a, s);
+        let slot = &mut self.apps[a].slots[s];
+        let Some(i) = slot
+            .retiring
+            .iter()
+            .position(|p| matches!(p, Phase::Parked { .. }))
+        else {
+            return false;
+        };
+        let Some(canary) = slot.phase.run().copied() else {
+            return false;
+        };
+        let parked = slot.retiring.remove(i);
+        let app = &mut self.apps[a];
+        let mut scratch = Default::default();
+        let (back, _) =
+            super::slot::step(parked, SlotInput::Resume, now, &app.settings, &mut scratch);
+        let old_run = back.run().copied().expect("a parked phase has a run");
+        let slot = &mut app.slots[s];
+        let current = std::mem::replace(&mut slot.phase, back);
+        slot.reloads = slot.reloads.saturating_sub(1);
+        if let Some(io) = self.runs.get(&old_run.serial) {
+            self.apps[a].slots[s].lane = io.lane();
+        }
+        self.logs.say(&format!(
+            "{label} canary pid {} rolled back: old pid {} serves again",
+            canary.pid, old_run.pid
+        ));
+        let app = &mut self.apps[a];
+        let (stopping, actions) =
+            super::slot::step(current, SlotInput::Stop, now, &app.settings, &mut scratch);
+        app.slots[s].retiring.push(stopping);
+        self.sync_live_sockets();
+        for action in actions {
+            self.act(a, s, Some(canary), action, now);
+        }
+        true
     }
 
     /// A retiring instance of slot `s` is gone; the rollout goes on once none is left.
@@ -434,6 +504,8 @@ impl Supervisor {
                 Some(msg)
             }
         };
+        // No instance stays parked once the reload is over.
+        self.release_parked(a, None, now);
         let app = &mut self.apps[a];
         if let Some(m) = &self.metrics {
             let took = app

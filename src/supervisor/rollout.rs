@@ -104,7 +104,21 @@ pub struct Rollout {
     /// How many slots this rollout replaces, and how many have been promoted.
     pub total: usize,
     pub promoted: usize,
-    /// How many successors start at once (`max_surge`, at least 1).
+    /// How many successors start at once (`max_surge`, at least 1; 1 while a canary is
+    /// still to pass).
+    pub surge: usize,
+    /// A canary still to pass: the first slot replaced is held before the others roll.
+    pub canary: Option<Canary>,
+}
+
+/// The first replaced slot holds `hold` before the rest roll: its old instance is parked
+/// (running, out of the kernel's choice) so the canary can be rolled back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    pub hold: Duration,
+    /// The canary's slot and the end of its hold, once it took its slot.
+    pub holding: Option<(usize, Instant)>,
+    /// `max_surge`, once the canary has passed.
     pub surge: usize,
 }
 
@@ -177,6 +191,10 @@ pub enum Action {
     Spawn { slot: usize },
     /// The successor is ready: it becomes the slot's instance, the old one is stopped.
     Promote { slot: usize, run: Run, by: ReadyBy },
+    /// The canary is ready: it becomes the slot's instance, the old one is parked.
+    PromoteCanary { slot: usize, run: Run, by: ReadyBy },
+    /// The canary passed its hold: its slot's parked old instance drains and stops.
+    Release { slot: usize },
     /// Stop a successor that will not take its slot (gracefully: it may already be
     /// serving requests on the shared socket).
     StopSuccessor { run: Run },
@@ -216,7 +234,24 @@ impl Rollout {
         surge: usize,
         now: Instant,
     ) -> (Rollout, Vec<Action>) {
+        Rollout::begin_with(trigger, slots, surge, None, now)
+    }
+
+    /// `begin`, with a canary that holds `canary` before the rest roll.
+    pub fn begin_with(
+        trigger: Trigger,
+        slots: Vec<usize>,
+        surge: usize,
+        canary: Option<Duration>,
+        now: Instant,
+    ) -> (Rollout, Vec<Action>) {
         let surge = surge.max(1).min(slots.len().max(1));
+        let canary = canary.map(|hold| Canary {
+            hold,
+            holding: None,
+            surge,
+        });
+        let surge = if canary.is_some() { 1 } else { surge };
         let total = slots.len();
         let mut slots = slots.into_iter();
         let lanes: Vec<Lane> = slots
@@ -240,6 +275,7 @@ impl Rollout {
                 total,
                 promoted: 0,
                 surge,
+                canary,
             },
             actions,
         )
@@ -261,7 +297,23 @@ impl Rollout {
                 Step::Settling { until, .. } => Some(*until),
                 _ => None,
             })
+            .chain(self.canary.as_ref().and_then(|c| c.holding).map(|(_, t)| t))
             .min()
+    }
+
+    /// Lane `i`'s successor takes its slot: the canary's is held (its old instance
+    /// parked), any other's old instance stops.
+    fn promote(&mut self, i: usize, run: Run, by: ReadyBy, now: Instant) -> Action {
+        let slot = self.lanes[i].slot;
+        self.lanes[i].step = Step::Draining;
+        self.promoted += 1;
+        match self.canary.as_mut() {
+            Some(c) if c.holding.is_none() => {
+                c.holding = Some((slot, now + c.hold));
+                Action::PromoteCanary { slot, run, by }
+            }
+            _ => Action::Promote { slot, run, by },
+        }
     }
 
     /// The successors that have not taken their slot yet.
@@ -282,6 +334,10 @@ impl Rollout {
     /// `2 * surge` old instances stop.
     fn fill(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
+        if self.canary.is_some() {
+            // Nothing more rolls before the canary has passed.
+            return actions;
+        }
         loop {
             let stopping = self
                 .lanes
@@ -356,9 +412,7 @@ pub fn step(
                 return (Some(r), vec![]);
             };
             if readiness.min_ready.is_zero() {
-                r.lanes[i].step = Step::Draining;
-                r.promoted += 1;
-                let mut actions = vec![Action::Promote { slot, run, by }];
+                let mut actions = vec![r.promote(i, run, by, now)];
                 actions.extend(r.fill());
                 (Some(r), actions)
             } else {
@@ -414,13 +468,7 @@ pub fn step(
                     } => {
                         if ready_at.is_some_and(|t| now >= t) {
                             // Uptime readiness: min_ready is part of it already.
-                            r.lanes[i].step = Step::Draining;
-                            r.promoted += 1;
-                            actions.push(Action::Promote {
-                                slot,
-                                run,
-                                by: ReadyBy::Uptime,
-                            });
+                            actions.push(r.promote(i, run, ReadyBy::Uptime, now));
                         } else if now >= deadline {
                             let reason = format!(
                                 "the new instance was not ready within listen_timeout ({} ms)",
@@ -433,14 +481,22 @@ pub fn step(
                         }
                     }
                     Step::Settling { run, by, until } if now >= until => {
-                        r.lanes[i].step = Step::Draining;
-                        r.promoted += 1;
-                        actions.push(Action::Promote { slot, run, by });
+                        actions.push(r.promote(i, run, by, now));
                     }
                     _ => {}
                 }
             }
-            if actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+            // The canary held long enough: its old instance goes, the rest roll.
+            if let Some((slot, until)) = r.canary.as_ref().and_then(|c| c.holding) {
+                if now >= until {
+                    r.surge = r.canary.take().map_or(1, |c| c.surge);
+                    actions.push(Action::Release { slot });
+                }
+            }
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::Promote { .. } | Action::Release { .. }))
+            {
                 actions.extend(r.fill());
             }
             (Some(r), actions)

@@ -89,6 +89,10 @@ pub enum Phase {
         signal_at: Option<Instant>,
         give_up_at: Instant,
     },
+    /// Replaced by a canary and held, running, out of the kernel's choice and not asked to
+    /// stop, until the canary's `hold` ends: then it drains (`Drain`), or, when the canary
+    /// fails, it serves again (`Resume`).
+    Parked { run: Run, ready_by: ReadyBy },
     /// Asked to stop; SIGKILL to its group at `kill_at`. The slot is stopped once the
     /// leader has exited and its group is empty; once the leader is gone (or killed) the
     /// group is checked again at `poll_at`.
@@ -124,6 +128,8 @@ pub enum Input {
     QueueEmpty,
     /// Serve again: the successor that replaced it died before it was asked to stop.
     Resume,
+    /// Replaced by a canary: held until the canary passes or fails (see `Parked`).
+    Park,
     /// Time passed; `group_alive` says whether the slot's process group still has members.
     Tick { group_alive: bool },
 }
@@ -217,6 +223,7 @@ impl Phase {
             Phase::Starting { run, .. }
             | Phase::Online { run, .. }
             | Phase::Draining { run, .. }
+            | Phase::Parked { run, .. }
             | Phase::Stopping { run, .. } => Some(run),
             _ => None,
         }
@@ -232,7 +239,7 @@ impl Phase {
         match self {
             Phase::Pending { .. } | Phase::Starting { .. } => InstanceState::Starting,
             Phase::Online { .. } => InstanceState::Online,
-            Phase::Draining { .. } => InstanceState::Draining,
+            Phase::Draining { .. } | Phase::Parked { .. } => InstanceState::Draining,
             Phase::Stopping { .. } => InstanceState::Stopping,
             Phase::Errored { .. } => InstanceState::Errored,
             Phase::Stopped { .. } => InstanceState::Stopped,
@@ -325,10 +332,24 @@ pub fn step(
             actions.insert(0, Kill);
             (next, actions)
         }
-        (Starting { run, .. } | Online { run, .. } | Draining { run, .. }, Input::Stop) => {
-            ask_to_stop(run, now, settings, vec![])
-        }
-        (Starting { run, .. }, Input::Drain) => (
+        (
+            Starting { run, .. } | Online { run, .. } | Draining { run, .. } | Parked { run, .. },
+            Input::Stop,
+        ) => ask_to_stop(run, now, settings, vec![]),
+        (Online { run, ready_by }, Input::Park) => (Parked { run, ready_by }, vec![]),
+        (Parked { run, ready_by }, Input::Resume) => (Online { run, ready_by }, vec![]),
+        (Parked { run, ready_by }, Input::Drain) => (
+            Draining {
+                run,
+                ready_by: Some(ready_by),
+                check_at: now,
+                signal_at: None,
+                give_up_at: now + settings.kill_timeout,
+            },
+            vec![],
+        ),
+        // Not ready when it was replaced: nothing to go back to; it drains.
+        (Starting { run, .. }, Input::Drain | Input::Park) => (
             Draining {
                 run,
                 ready_by: None,
@@ -415,7 +436,7 @@ pub fn step(
             vec![],
         ),
         // It went by itself while draining: what it left in its group goes with it.
-        (Draining { run, .. }, Input::Exited(exit)) => (
+        (Draining { run, .. } | Parked { run, .. }, Input::Exited(exit)) => (
             Stopping {
                 run,
                 kill_at: now + settings.kill_timeout,

@@ -51,6 +51,7 @@ pub fn app() -> AppPlan {
         shutdown_delay: Duration::ZERO,
         readiness_probe: None,
         liveness_probe: None,
+        canary: None,
         logs: LogPlan::default(),
     }
 }

@@ -546,3 +546,100 @@ fn an_unhealthy_instance_fails_the_rollout_and_stops_the_other_successors() {
         ]
     );
 }
+
+#[test]
+fn a_canary_takes_one_slot_holds_then_releases_it_and_the_rest_roll_at_max_surge() {
+    let t0 = Instant::now();
+    let rd = Readiness {
+        listen_timeout: ms(3000),
+        uptime: None,
+        min_ready: Duration::ZERO,
+    };
+    let (r, actions) = Rollout::begin_with(Trigger::Command, vec![0, 1, 2], 2, Some(ms(1000)), t0);
+    assert_eq!(
+        actions,
+        [Action::Spawn { slot: 0 }],
+        "one slot first, whatever max_surge"
+    );
+    let by = ReadyBy::Message;
+    let (all, over) = drive(
+        r,
+        vec![
+            (
+                0,
+                Input::Spawned {
+                    slot: 0,
+                    run: run(t0, 10),
+                },
+            ),
+            (100, Input::Ready { slot: 0, by }),
+            // Held: nothing rolls before the hold ends.
+            (600, Input::Tick),
+            (1100, Input::Tick),
+            (1200, Input::OldGone { slot: 0 }),
+        ],
+        t0,
+        rd,
+    );
+    assert!(!over);
+    assert_eq!(
+        all,
+        [
+            Action::PromoteCanary {
+                slot: 0,
+                run: run(t0, 10),
+                by
+            },
+            Action::Release { slot: 0 },
+            Action::Spawn { slot: 1 },
+            Action::Spawn { slot: 2 },
+        ]
+    );
+}
+
+#[test]
+fn a_canary_that_exits_during_its_hold_fails_the_rollout_replacing_nothing_more() {
+    let t0 = Instant::now();
+    let rd = Readiness {
+        listen_timeout: ms(3000),
+        uptime: None,
+        min_ready: Duration::ZERO,
+    };
+    let (r, _) = Rollout::begin_with(Trigger::Command, vec![0, 1], 1, Some(ms(5000)), t0);
+    let (all, over) = drive(
+        r,
+        vec![
+            (
+                0,
+                Input::Spawned {
+                    slot: 0,
+                    run: run(t0, 10),
+                },
+            ),
+            (
+                100,
+                Input::Ready {
+                    slot: 0,
+                    by: ReadyBy::Message,
+                },
+            ),
+            (
+                2000,
+                Input::Exited {
+                    slot: 0,
+                    exit: Exit::Code(1),
+                },
+            ),
+        ],
+        t0,
+        rd,
+    );
+    assert!(over);
+    assert!(
+        matches!(all.last(), Some(Action::Failed { slot: 0, .. })),
+        "{all:?}"
+    );
+    assert!(!all
+        .iter()
+        .any(|a| matches!(a, Action::Spawn { slot: 1 } | Action::Release { .. })));
+}

@@ -669,3 +669,69 @@ fn with_a_readiness_probe_only_its_pass_makes_an_instance_ready() {
     assert!(!ReadyBy::Probe.counts(&settings(false)));
     assert!(!ReadyBy::Uptime.counts(&probed));
 }
+
+#[test]
+fn a_parked_instance_serves_again_drains_stops_or_exits() {
+    let t0 = Instant::now();
+    let run = Run {
+        pid: 7,
+        serial: 1,
+        started: t0,
+    };
+    let s = settings(true);
+    let online = Phase::Online {
+        run,
+        ready_by: ReadyBy::Message,
+    };
+    let parked = Phase::Parked {
+        run,
+        ready_by: ReadyBy::Message,
+    };
+    let mut h = History::default();
+    let table: [(Phase, Input, Phase); 5] = [
+        (online.clone(), Input::Park, parked.clone()),
+        (parked.clone(), Input::Resume, online.clone()),
+        (
+            parked.clone(),
+            Input::Drain,
+            Phase::Draining {
+                run,
+                ready_by: Some(ReadyBy::Message),
+                check_at: t0,
+                signal_at: None,
+                give_up_at: t0 + ms(1600),
+            },
+        ),
+        (
+            parked.clone(),
+            Input::Stop,
+            Phase::Stopping {
+                run,
+                kill_at: t0 + ms(1600),
+                killed: false,
+                exit: None,
+                poll_at: None,
+            },
+        ),
+        // Time alone changes nothing: it waits for the canary's verdict.
+        (
+            parked.clone(),
+            Input::Tick { group_alive: true },
+            parked.clone(),
+        ),
+    ];
+    for (from, input, want) in table {
+        let (got, _) = step(from.clone(), input, t0, &s, &mut h);
+        assert_eq!(got, want, "{from:?} + {input:?}");
+    }
+    assert_eq!(parked.deadline(), None);
+    let (exited, actions) = step(parked, Input::Exited(Exit::Code(1)), t0, &s, &mut h);
+    assert!(matches!(
+        exited,
+        Phase::Stopping {
+            exit: Some(Exit::Code(1)),
+            ..
+        }
+    ));
+    assert_eq!(actions, [Action::Kill]);
+}
