@@ -105,6 +105,10 @@ pub enum CommandKind {
         /// Print what a reload would change (configuration re-read), and change nothing.
         #[arg(long, conflicts_with = "no_wait")]
         dry_run: bool,
+        /// Replace one instance first and hold it this many milliseconds before the rest
+        /// (rolled back if it fails), as the `canary` key does for this reload.
+        #[arg(long, value_name = "MS", conflicts_with = "dry_run", value_parser = clap::value_parser!(u64).range(1..))]
+        canary: Option<u64>,
     },
     /// Ask the running hotrun to stop, then start apps again (not zero-downtime, as PM2).
     Restart {

@@ -31,7 +31,8 @@ fn main() -> ExitCode {
             apps,
             no_wait,
             dry_run,
-        }) => commands::reload(g, apps, *no_wait, *dry_run),
+            canary,
+        }) => commands::reload(g, apps, *no_wait, *dry_run, *canary),
         Some(CommandKind::Restart { apps }) => commands::restart(g, apps),
         Some(CommandKind::Logs { app, lines, follow }) => {
             commands::logs(g, app.clone(), *lines, *follow)

@@ -58,6 +58,11 @@ fn an_instance_is_ready_only_once_its_probe_passes() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The table says it too.
+    let out = hotrun_cmd(dir.path(), &["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().unwrap().ends_with("probe"), "{table}");
+    assert_eq!(table.matches("ok 200 OK at ").count(), 2, "{table}");
 }
 
 /// 3 reloads of the warm-up app under 16 clients (a new connection per request): what
@@ -270,12 +275,17 @@ fn an_instance_whose_event_loop_is_stuck_is_replaced_and_the_others_serve_on() {
 /// A folder running fixtures/apps/versioned.js at `version`, 3 instances, a canary that
 /// holds 3 s, and a liveness probe every 200 ms (2 failures replace).
 fn canary_dir(port: u16, version: &str) -> tempfile::TempDir {
+    canary_dir_with(port, version, "canary: { hold: 3000 },")
+}
+
+/// `canary_dir` with `canary` as the canary key (or none).
+fn canary_dir_with(port: u16, version: &str, canary: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(app("versioned.js"), dir.path().join("server.js")).unwrap();
     std::fs::write(dir.path().join("version.txt"), version).unwrap();
     let config = format!(
         "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
-           wait_ready: true, canary: {{ hold: 3000 }},
+           wait_ready: true, {canary}
            liveness_probe: {{ http: '/health', period: 200, timeout: 500, failure_threshold: 2 }},
            env: {{ HTTP_PORT: {port} }} }}] }};\n"
     );
@@ -345,4 +355,27 @@ fn a_healthy_canary_holds_then_the_rest_roll() {
     );
     let now = pids(&status(dir.path()), "web");
     assert!(now.iter().all(|p| !old.contains(p)), "{now:?} {old:?}");
+}
+
+#[test]
+fn reload_canary_holds_a_canary_for_this_reload_only() {
+    let port = free_port();
+    let dir = canary_dir_with(port, "1", "");
+    let h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    let started = Instant::now();
+    let out = hotrun_cmd(dir.path(), &["reload", "--canary", "1500"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(h.count("canary: holding old pid"), 1, "{}", h.output());
+    // The next reload has no canary.
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(out.status.success());
+    assert_eq!(h.count("canary: holding old pid"), 1, "{}", h.output());
+    let bad = hotrun_cmd(dir.path(), &["reload", "--canary", "0"]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
 }

@@ -26,11 +26,18 @@ pub fn control(global: &Global, request: Request) -> i32 {
     }
 }
 
-pub fn reload(global: &Global, names: &[String], no_wait: bool, dry_run: bool) -> i32 {
+pub fn reload(
+    global: &Global,
+    names: &[String],
+    no_wait: bool,
+    dry_run: bool,
+    canary: Option<u64>,
+) -> i32 {
     let request = Request::Reload {
         apps: apps(global, names),
         wait: !no_wait,
         dry_run,
+        canary,
     };
     if no_wait || dry_run {
         return control(global, request);

@@ -75,9 +75,18 @@ pub fn status_table(status: &Status) -> String {
     .map(String::from)
     .to_vec()];
     let dash = || "-".to_string();
+    // A probe column when an app has probes: the last result, liveness over readiness.
+    let probed = status
+        .apps
+        .iter()
+        .flat_map(|a| &a.instances)
+        .any(|i| i.probe.is_some() || i.liveness.is_some());
+    if probed {
+        rows[0].push("probe".into());
+    }
     for app in &status.apps {
         for inst in &app.instances {
-            rows.push(vec![
+            let mut row = vec![
                 app.name.clone(),
                 inst.id.to_string(),
                 inst.pid.map_or_else(dash, |p| p.to_string()),
@@ -88,7 +97,12 @@ pub fn status_table(status: &Status) -> String {
                 inst.reloads.to_string(),
                 inst.cpu_percent.map_or_else(dash, |p| format!("{p:.0}%")),
                 inst.memory_bytes.map_or_else(dash, human_bytes),
-            ]);
+            ];
+            if probed {
+                let last = inst.liveness.as_ref().or(inst.probe.as_ref());
+                row.push(last.map_or_else(dash, probe_cell));
+            }
+            rows.push(row);
         }
     }
     let mut out = table(&rows);
@@ -105,6 +119,14 @@ pub fn status_table(status: &Status) -> String {
         }
     }
     out
+}
+
+/// `ok 200 OK at 18:02:11`, `failing 503 Service Unavailable at 18:02:11`.
+fn probe_cell(p: &crate::control::protocol::ProbeStatus) -> String {
+    let verdict = if p.ok { "ok" } else { "failing" };
+    let detail: String = p.detail.chars().take(40).collect();
+    let at = p.at.get(11..19).unwrap_or(&p.at);
+    format!("{verdict} {detail} at {at}")
 }
 
 /// Rows as left-aligned columns two spaces apart, the first row the header.

@@ -23,6 +23,9 @@ pub enum Request {
         /// Say what a reload would change; change nothing.
         #[serde(default)]
         dry_run: bool,
+        /// Hold a canary this many ms (over the apps' `canary`), for this reload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary: Option<u64>,
     },
     /// Stop, then start these apps (all when empty): not zero-downtime, as in PM2.
     Restart {
@@ -355,6 +358,7 @@ mod tests {
                     apps: vec!["web".into()],
                     wait: true,
                     dry_run: false,
+                    canary: None,
                 }),
             ),
             (
@@ -363,6 +367,7 @@ mod tests {
                     apps: vec![],
                     wait: false,
                     dry_run: false,
+                    canary: None,
                 }),
             ),
             (r#"{"cmd":"stop"}"#, Some(Request::Stop)),

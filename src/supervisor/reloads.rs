@@ -122,7 +122,11 @@ impl Supervisor {
         app.echo.opened(now);
         let surge = app.plan.max_surge as usize;
         // A canary holds a whole-app reload, not the replacement of some instances.
-        let canary = app.plan.canary.filter(|_| trigger.replaces().is_none());
+        let canary = app
+            .canary_once
+            .take()
+            .or(app.plan.canary)
+            .filter(|_| trigger.replaces().is_none());
         let (rollout, actions) = Rollout::begin_with(trigger.clone(), slots, surge, canary, now);
         app.rollout = Some(rollout);
         self.rollout_actions(a, &trigger, actions, now);

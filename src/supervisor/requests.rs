@@ -26,9 +26,15 @@ impl Supervisor {
                 apps,
                 wait,
                 dry_run,
+                canary,
             } => match self.select_apps(&apps) {
                 Err(e) => Response::err(e),
                 Ok(selected) => {
+                    if let Some(ms) = canary.filter(|_| !dry_run) {
+                        for &a in &selected {
+                            self.apps[a].canary_once = Some(std::time::Duration::from_millis(ms));
+                        }
+                    }
                     let scope = (!apps.is_empty()).then_some(selected);
                     if dry_run {
                         self.dry_run(scope)

@@ -85,6 +85,8 @@ pub(super) struct AppState {
     pub(super) build: Option<build::Build>,
     /// When the last build ran (from, to): file changes made then are its own output.
     pub(super) last_build: Option<(Instant, Instant)>,
+    /// `hotrun reload --canary MS`: the canary hold of the next rollout, over `canary`.
+    pub(super) canary_once: Option<std::time::Duration>,
     /// `cron_restart`: the expression and its next run.
     pub(super) scheduled: Option<scheduled::Scheduled>,
 }
@@ -110,6 +112,7 @@ impl AppState {
             build: None,
             last_build: None,
             scheduled: None,
+            canary_once: None,
             plan,
         }
     }
