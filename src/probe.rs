@@ -24,6 +24,8 @@ pub enum Check {
     Http { path: String },
     /// A connection is accepted.
     Tcp,
+    /// A command (`sh -c`) exits 0; it gets the instance's pid in `HOTRUN_PROBE_PID`.
+    Exec { command: String },
 }
 
 /// A probe as the ecosystem file sets it.
@@ -49,6 +51,7 @@ impl ProbePlan {
         match &self.check {
             Check::Http { path } => format!("GET {path}"),
             Check::Tcp => "a TCP connection".into(),
+            Check::Exec { command } => format!("`{command}`"),
         }
     }
 }
@@ -90,6 +93,8 @@ async fn attempt(check: &Check, target: &Target) -> Result<String, String> {
     match check {
         Check::Http { path } => get(stream, target.port, path).await,
         Check::Tcp => accepted(target).await,
+        // Run by the loop as a process (see supervisor::probes), never here.
+        Check::Exec { .. } => Err("an exec probe is not a connection".into()),
     }
 }
 

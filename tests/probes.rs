@@ -142,10 +142,13 @@ fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
             "readiness_probe: { htp: '/health' }",
             "ecosystem.config.js:2:22: readiness_probe.htp is not a probe setting",
         ),
-        ("readiness_probe: {}", "readiness_probe needs a check: http: '/health' or tcp: true"),
+        (
+            "readiness_probe: {}",
+            "readiness_probe needs a check: http: '/health', tcp: true or exec: 'command'",
+        ),
         (
             "readiness_probe: { http: '/a', tcp: true }",
-            "readiness_probe.tcp: a probe has one check; remove http or tcp",
+            "readiness_probe.tcp: a probe has one check: http, tcp or exec",
         ),
         (
             "readiness_probe: { tcp: true, period: 0 }",
@@ -156,8 +159,8 @@ fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
             "readinessProbe.failureThreshold must be a whole number, 1 or more (got 0)",
         ),
         (
-            "readiness_probe: { exec: 'true' }",
-            "readiness_probe.exec is not supported yet: use http: '/path' or tcp: true",
+            "readiness_probe: { exec: '' }",
+            "readiness_probe.exec must be a command (run with sh -c) (got \"\")",
         ),
         (
             "livenessProbe: { tcp: 'yes' }",
@@ -378,4 +381,71 @@ fn reload_canary_holds_a_canary_for_this_reload_only() {
     assert_eq!(h.count("canary: holding old pid"), 1, "{}", h.output());
     let bad = hotrun_cmd(dir.path(), &["reload", "--canary", "0"]);
     assert_eq!(bad.status.code(), Some(2), "a usage error");
+}
+
+/// Processes whose command line has `needle`.
+fn processes_with(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            String::from_utf8_lossy(c)
+                .replace('\0', " ")
+                .contains(needle)
+        })
+        .count()
+}
+
+#[test]
+fn exec_probes_gate_readiness_replace_a_sick_instance_and_are_killed_at_their_timeout() {
+    let dir = config_dir(
+        "module.exports = { apps: [{ name: 'job', script: 'sleep', args: '600',
+           readiness_probe: { exec: 'test -f ready.flag || exec sleep 7.77', period: 100, timeout: 300 },
+           liveness_probe: { exec: 'kill -0 $HOTRUN_PROBE_PID && test ! -f sick.flag', period: 100, failure_threshold: 2 } }] };\n",
+    );
+    let h = Hotrun::start(dir.path(), &[]);
+    let said = h.wait_for("listen_timeout");
+    assert!(
+        said.contains("job not ready after 3000 ms (listen_timeout); readiness probe `test -f ready.flag || exec sleep 7.77`: no answer within 300 ms; still waiting"),
+        "{said}"
+    );
+    let st = status(dir.path());
+    let inst = &app_status(&st, "job")["instances"][0];
+    assert_eq!(inst["state"], "starting", "not ready by uptime: {inst}");
+    // The timed-out probes were killed, their `sleep` with them (at most the one running).
+    assert!(processes_with("sleep 7.77") <= 1);
+    std::fs::write(dir.path().join("ready.flag"), "").unwrap();
+    let st = wait_online(dir.path());
+    let inst = &app_status(&st, "job")["instances"][0];
+    assert_eq!(inst["ready_by"], "probe", "{inst}");
+    let first = inst["pid"].as_i64().unwrap();
+    wait_until("no timed-out probe is left", || {
+        processes_with("sleep 7.77") == 0
+    });
+
+    std::fs::write(dir.path().join("sick.flag"), "").unwrap();
+    let line = h.wait_for("failed 2 times in a row");
+    assert!(
+        line.contains("(last: exit code 1) -> replacing it"),
+        "{line}"
+    );
+    std::fs::remove_file(dir.path().join("sick.flag")).unwrap();
+    wait_until("the sick instance is replaced", || {
+        let st = status(dir.path());
+        let inst = &app_status(&st, "job")["instances"][0];
+        inst["state"] == "online" && inst["pid"].as_i64() != Some(first)
+    });
+    let st = status(dir.path());
+    assert_eq!(
+        app_status(&st, "job")["last_reload"]["trigger"],
+        "liveness",
+        "{st}"
+    );
 }

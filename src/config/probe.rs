@@ -1,5 +1,5 @@
 //! `readiness_probe` and `liveness_probe` (hotrun's keys, camelCase too): an object with one check,
-//! `http: '/path'` or `tcp: true`, and `period`, `timeout`, `failure_threshold`,
+//! `http: '/path'`, `tcp: true` or `exec: 'command'`, and `period`, `timeout`, `failure_threshold`,
 //! `initial_delay` (Kubernetes' names; times in milliseconds). Each setting is checked at
 //! its own file:line:column.
 
@@ -134,20 +134,27 @@ impl Probe<'_> {
 
     /// `http: '/path'` or `tcp: true`: exactly one.
     fn check(&self) -> Result<Check, ConfigError> {
-        if let Some((name, _)) = self.get("exec") {
+        let given: Vec<&str> = ["http", "tcp", "exec"]
+            .into_iter()
+            .filter_map(|k| self.get(k).map(|(name, _)| name))
+            .collect();
+        if let [_, second, ..] = given[..] {
             return Err(self.error(
-                name,
+                second,
                 Target::Key,
-                " is not supported yet: use http: '/path' or tcp: true",
+                ": a probe has one check: http, tcp or exec",
             ));
         }
+        if let Some((name, v)) = self.get("exec") {
+            return match v {
+                Value::String(cmd) if !cmd.trim().is_empty() => Ok(Check::Exec {
+                    command: cmd.clone(),
+                }),
+                _ => Err(self.bad(name, v, "a command (run with sh -c)")),
+            };
+        }
         match (self.get("http"), self.get("tcp")) {
-            (Some(_), Some((name, _))) => Err(self.error(
-                name,
-                Target::Key,
-                ": a probe has one check; remove http or tcp",
-            )),
-            (Some((name, v)), None) => match v {
+            (Some((name, v)), _) => match v {
                 Value::String(path) if path.starts_with('/') => {
                     Ok(Check::Http { path: path.clone() })
                 }
@@ -160,7 +167,7 @@ impl Probe<'_> {
             (None, None) => Err(ConfigError::invalid(self.f.msg(
                 self.key,
                 Target::Value,
-                " needs a check: http: '/health' or tcp: true",
+                " needs a check: http: '/health', tcp: true or exec: 'command'",
             ))),
         }
     }

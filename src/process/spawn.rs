@@ -128,6 +128,26 @@ pub fn spawn_build(app: &AppPlan, command: &str) -> io::Result<SpawnedBuild> {
     })
 }
 
+/// Starts an `exec` probe of the instance `pid` (slot `id`): `sh -c command` in the
+/// app's cwd with its environment and `HOTRUN_PROBE_PID`, `HOTRUN_PROBE_INSTANCE`, output
+/// to /dev/null (a chatty `curl` must not fail on a closed pipe), in a group of its own
+/// (a timeout kills all of it). Its exit is collected by the reaper.
+pub fn spawn_probe(app: &AppPlan, command: &str, pid: i32, id: u32) -> io::Result<i32> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(&app.cwd)
+        .envs(&app.env)
+        .env("HOTRUN_PROBE_PID", pid.to_string())
+        .env("HOTRUN_PROBE_INSTANCE", id.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    die_with_hotrun(&mut cmd);
+    Ok(cmd.spawn()?.id() as i32)
+}
+
 /// PM2's `increment_var`: the variable's value (from the app's env, else hotrun's own; 0 when
 /// unset or not a number, as JavaScript's `Number(x) || 0`) plus the instance id.
 fn incremented(app: &AppPlan, var: &str, id: u32) -> String {

@@ -23,6 +23,8 @@ pub(crate) trait Effects {
     fn spawn(&mut self, req: &SpawnRequest<'_>) -> io::Result<Spawned>;
     /// Starts an app's `build` command.
     fn spawn_build(&mut self, app: &AppPlan, command: &str) -> io::Result<SpawnedBuild>;
+    /// Starts an `exec` probe of instance `pid` (slot `id`); its pid.
+    fn spawn_probe(&mut self, app: &AppPlan, command: &str, pid: i32, id: u32) -> io::Result<i32>;
     /// `sig` to the process group led by `pgid`.
     fn signal_group(&mut self, pgid: i32, sig: Signal);
     /// `sig` to each of `pids` (descendants that left their group).
@@ -49,6 +51,10 @@ impl Effects for System {
 
     fn spawn_build(&mut self, app: &AppPlan, command: &str) -> io::Result<SpawnedBuild> {
         spawn::spawn_build(app, command)
+    }
+
+    fn spawn_probe(&mut self, app: &AppPlan, command: &str, pid: i32, id: u32) -> io::Result<i32> {
+        spawn::spawn_probe(app, command, pid, id)
     }
 
     fn signal_group(&mut self, pgid: i32, sig: Signal) {

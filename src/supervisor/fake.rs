@@ -177,6 +177,19 @@ impl Effects for Fake {
         })
     }
 
+    fn spawn_probe(
+        &mut self,
+        app: &AppPlan,
+        _command: &str,
+        _pid: i32,
+        _id: u32,
+    ) -> io::Result<i32> {
+        let kind = Kind::Build {
+            app: format!("{} probe", app.name),
+        };
+        Ok(self.0.borrow_mut().add(kind, None)?.0)
+    }
+
     fn signal_group(&mut self, pgid: i32, sig: Signal) {
         let mut world = self.0.borrow_mut();
         let stubborn = match world.procs.get(&pgid).map(|p| &p.kind) {

@@ -212,6 +212,9 @@ impl Supervisor {
                 self.on_build_exit(a, exit, now);
                 continue;
             }
+            if self.exec_probe_exited(pid, exit) {
+                continue;
+            }
             // Not an instance: an orphan handed to hotrun, or the guard. Reaped, nothing more.
             let Some(&serial) = self.pids.get(&pid) else {
                 continue;

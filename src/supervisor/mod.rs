@@ -212,6 +212,8 @@ struct Supervisor {
     logbook: logbook::Logbook,
     /// Running builds: pid -> app.
     builds: HashMap<i32, usize>,
+    /// Running `exec` probes: pid -> what they probe.
+    probe_children: HashMap<i32, probes::ExecProbe>,
     /// Clients following reload events (`hotrun events`, a waiting `hotrun reload`).
     event_followers: Vec<mpsc::Sender<String>>,
     /// The next memory sample, when an app has `max_memory_restart`.
@@ -261,9 +263,13 @@ impl Supervisor {
         let mut apps = Vec::with_capacity(plan.apps.len());
         for app in plan.apps {
             let ports = ports::declared_ports(&app);
-            if app.readiness_probe.is_some() && ports.is_empty() && !ports::node_like(&app) {
+            let needs_socket = [&app.readiness_probe, &app.liveness_probe]
+                .into_iter()
+                .flatten()
+                .any(|p| !matches!(p.check, crate::probe::Check::Exec { .. }));
+            if needs_socket && ports.is_empty() && !ports::node_like(&app) {
                 logs::say(&format!(
-                    "{}: readiness_probe needs a socket hotrun holds, and this app has none: set `listen` (hotrun binds it and passes it as LISTEN_FDS); until then its instances never get ready",
+                    "{}: an http or tcp probe needs a socket hotrun holds, and this app has none: set `listen` (hotrun binds it and passes it as LISTEN_FDS), or use exec: 'command'",
                     app.name
                 ));
             }
@@ -321,6 +327,7 @@ impl Supervisor {
             memory_interval: opts.memory_interval,
             logbook: logbook::Logbook::default(),
             builds: HashMap::new(),
+            probe_children: HashMap::new(),
             event_followers: Vec::new(),
             memory_check_at: None,
         })

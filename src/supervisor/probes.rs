@@ -101,6 +101,16 @@ impl LiveState {
     }
 }
 
+/// An `exec` probe's process, until the reaper reports its exit.
+#[derive(Debug, Clone)]
+pub(super) struct ExecProbe {
+    serial: u64,
+    kind: Kind,
+    deadline: Instant,
+    timeout: Duration,
+    timed_out: bool,
+}
+
 /// Why the instance's socket cannot be probed yet.
 const NO_SOCKET: &str = "no socket of its own to probe yet (the port is known once it listens, or from `port` / `listen`)";
 
@@ -140,17 +150,35 @@ impl Supervisor {
         (!schedule.in_flight).then_some(schedule.next_at)
     }
 
-    /// The earliest probe due.
+    /// The earliest probe due (or `exec` probe past its timeout).
     pub(super) fn probe_deadline(&self) -> Option<Instant> {
+        let timeouts = self
+            .probe_children
+            .values()
+            .filter(|c| !c.timed_out)
+            .map(|c| c.deadline);
         self.runs
             .keys()
             .flat_map(|&serial| [Kind::Readiness, Kind::Liveness].map(|k| self.due(serial, k)))
             .flatten()
+            .chain(timeouts)
             .min()
     }
 
-    /// Starts the probes that are due.
+    /// Starts the probes that are due; kills `exec` probes past their timeout.
     pub(super) fn run_probes(&mut self, now: Instant) {
+        let late: Vec<i32> = self
+            .probe_children
+            .iter()
+            .filter(|(_, c)| !c.timed_out && c.deadline <= now)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in late {
+            if let Some(c) = self.probe_children.get_mut(&pid) {
+                c.timed_out = true;
+            }
+            self.fx.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        }
         let mut due = Vec::new();
         for &serial in self.runs.keys() {
             for kind in [Kind::Readiness, Kind::Liveness] {
@@ -193,7 +221,7 @@ impl Supervisor {
                 .listeners
                 .socket(addr, &io.member)
                 .and_then(|fd| fd.try_clone_to_owned().ok()),
-            probe::Check::Http { .. } => None,
+            probe::Check::Http { .. } | probe::Check::Exec { .. } => None,
         };
         Some(Target {
             port: addr.port,
@@ -209,6 +237,9 @@ impl Supervisor {
         let Some(plan) = self.plan_of(a, kind) else {
             return;
         };
+        if let probe::Check::Exec { command } = &plan.check {
+            return self.start_exec_probe(serial, kind, command, &plan, now);
+        }
         let Some(target) = self.target(serial, &plan) else {
             // Looked at again a period later; said as the probe's result.
             let no_socket = Err(NO_SOCKET.to_string());
@@ -231,6 +262,71 @@ impl Supervisor {
                 })
                 .await;
         });
+    }
+
+    /// Starts `command` as run `serial`'s `kind` probe; the reaper reports its exit.
+    fn start_exec_probe(
+        &mut self,
+        serial: u64,
+        kind: Kind,
+        command: &str,
+        plan: &ProbePlan,
+        now: Instant,
+    ) {
+        let pid = self
+            .pids
+            .iter()
+            .find(|(_, &s)| s == serial)
+            .map(|(&p, _)| p);
+        let (Some(pid), Some(io)) = (pid, self.runs.get(&serial)) else {
+            return;
+        };
+        let id = self.apps[io.app].slots[io.slot].id;
+        let app = self.apps[io.app].plan.clone();
+        match self.fx.spawn_probe(&app, command, pid, id) {
+            Ok(child) => {
+                if let Some(g) = self.guard.as_mut() {
+                    g.add(child);
+                }
+                self.probe_children.insert(
+                    child,
+                    ExecProbe {
+                        serial,
+                        kind,
+                        deadline: now + plan.timeout,
+                        timeout: plan.timeout,
+                        timed_out: false,
+                    },
+                );
+                if let Some(s) = self.schedule(serial, kind) {
+                    s.in_flight = true;
+                }
+            }
+            Err(e) => self.on_probe(serial, kind, Err(format!("cannot start sh: {e}"))),
+        }
+    }
+
+    /// An exited process that was an `exec` probe: its verdict. Returns whether it was.
+    pub(super) fn exec_probe_exited(
+        &mut self,
+        pid: i32,
+        exit: crate::process::reaper::Exit,
+    ) -> bool {
+        let Some(c) = self.probe_children.remove(&pid) else {
+            return false;
+        };
+        if let Some(g) = self.guard.as_mut() {
+            g.remove(pid);
+        }
+        // What it started goes with it.
+        self.fx.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        let result = match exit {
+            _ if c.timed_out => Err(format!("no answer within {} ms", c.timeout.as_millis())),
+            crate::process::reaper::Exit::Code(0) => Ok("exit code 0".to_string()),
+            exit => Err(exit.to_string()),
+        };
+        self.on_probe(c.serial, c.kind, result);
+        true
     }
 
     /// A probe of run `serial` answered.
