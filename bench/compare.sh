@@ -67,6 +67,14 @@ wait_until() {
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""; }
+# CPU time (user + system) a process used, in clock ticks; and over 10 s, in ms.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+idle_cpu_ms() {
+  local t0
+  t0=$(cpu_ticks "$1")
+  sleep 10
+  echo $((($(cpu_ticks "$1") - t0) * 1000 / $(getconf CLK_TCK)))
+}
 sum_rss_kb() {
   local total=0 pid kb
   for pid in "$@"; do
@@ -446,7 +454,23 @@ wait "$SCRAPER_PID" 2>/dev/null
 result hotrun_http_rss_kb "$(rss_kb "$HR_RUNNER_PID")"
 result http_scrapes_ok "$(grep -c '^200$' "$scrapes")"
 result http_scrapes_failed "$(grep -vc '^200$' "$scrapes")"
+result hotrun_idle_cpu_ms "$(idle_cpu_ms "$HR_RUNNER_PID")"
 stop_hotrun
+
+# The probes' cost: hotrun with a readiness and a liveness probe (GET / every 1 s) on
+# each instance: its runner's RSS, its CPU over 10 s idle (against the same without
+# probes, just above), and the reloads under load.
+HR_CFG_PLAIN=$HR_CFG
+HR_CFG=$OUT/hotrun-probed.config.js
+ecosystem "$HR_PORT" | sed "s|^    kill_timeout: .*|&\n    readiness_probe: { http: '/', period: 1000 },\n    liveness_probe: { http: '/', period: 1000 },|" >"$HR_CFG"
+grep -q liveness_probe "$HR_CFG" || die "the probed ecosystem file has no probe"
+start_hotrun
+result hotrun_probed_rss_start_kb "$(rss_kb "$HR_RUNNER_PID")"
+result hotrun_probed_idle_cpu_ms "$(idle_cpu_ms "$HR_RUNNER_PID")"
+reloads_under_load hotrun probed
+result hotrun_probed_rss_kb "$(rss_kb "$HR_RUNNER_PID")"
+stop_hotrun
+HR_CFG=$HR_CFG_PLAIN
 result wall_s "$((($(now_ms) - T0) / 1000))"
 
 # --------------------------------------------------------------------------- report ----
@@ -491,6 +515,10 @@ echo "  the endpoint (--http): runner RSS $(get hotrun_http_rss_start_kb) KB at 
   "$(get http_quiet_reload_failed) failed, $(get http_quiet_reload_load_s) s; with a scrape of /metrics every 100 ms:" \
   "$(get http_scraped_reload_total) requests, $(get http_scraped_reload_failed) failed, $(get http_scraped_reload_load_s) s;" \
   "scrapes $(get http_scrapes_ok) ok, $(get http_scrapes_failed) failed"
+echo "  probes (readiness + liveness, GET / every 1 s, $INSTANCES instances): runner RSS $(get hotrun_probed_rss_start_kb) KB at start," \
+  "$(get hotrun_probed_rss_kb) KB after $RELOADS reloads (target < 10 MB); runner CPU over 10 s idle: $(get hotrun_probed_idle_cpu_ms) ms" \
+  "(without probes: $(get hotrun_idle_cpu_ms) ms); $RELOADS reloads under load: $(get probed_reload_total) requests," \
+  "$(get probed_reload_failed) failed, $(get probed_reload_load_s) s"
 echo "  total bench time: $(get wall_s) s; raw figures in bench/out/compare/results.env, markdown table in bench/out/compare/results.md"
 
 if [ "${BALANCE:-1}" != 0 ]; then

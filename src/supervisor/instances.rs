@@ -87,7 +87,6 @@ impl Supervisor {
                 let id = self.apps[a].slots[s].id;
                 let label = self.label(a, s);
                 let said = final_exit.map_or("gone".to_string(), |e| e.to_string());
-
                 // A successor that never kept its slot is newer than the slot's instance.
                 let current = self.apps[a].slots[s].phase.run().map(|r| r.serial);
                 let which = match current {
