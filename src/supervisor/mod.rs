@@ -13,8 +13,9 @@
 //! slot's lifecycle, pure), `restart.rs` (restart policy, pure), `rollout.rs` (the rolling
 //! reload, pure), `instances.rs` (inputs to slots), `runs.rs` (starting processes and
 //! reading what they say), `ports.rs` (the shared sockets: handing, steering, draining),
-//! `reloads.rs` (driving rollouts), `replan.rs` (reading the file again at each reload),
-//! `changes.rs` (what differs between two plans), `build.rs` (build, then swap),
+//! `reloads.rs` (driving rollouts), `takeback.rs` (a slot given back to its old instance;
+//! parked instances released), `probes.rs` (readiness and liveness probes), `replan.rs`
+//! (reading the file again at each reload), `changes.rs` (what differs between two plans), `build.rs` (build, then swap),
 //! `triggers.rs` (file changes, memory), `events.rs` (reload events), `logbook.rs`
 //! (`hotrun logs`), `requests.rs` (the control socket's requests), `console.rs` (`rs`),
 //! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`), `effects.rs` (what the
@@ -41,6 +42,7 @@ mod scheduled;
 pub mod slot;
 mod state;
 mod status;
+mod takeback;
 mod timers;
 mod triggers;
 
