@@ -207,6 +207,18 @@ fn a_bad_probe_is_a_config_error_at_its_line_and_column() {
 
 #[test]
 fn an_instance_whose_event_loop_is_stuck_is_replaced_and_the_others_serve_on() {
+    stuck_instance_is_replaced("http: '/health'", "GET /health");
+}
+
+#[test]
+fn a_tcp_liveness_probe_sees_a_stuck_instance_that_no_longer_accepts() {
+    // The kernel still completes the connection; the instance never accepts it.
+    stuck_instance_is_replaced("tcp: true", "a TCP connection");
+}
+
+/// Instance 0 of fixtures/apps/blocker.js blocks its event loop under 16 clients; the
+/// liveness probe `check` (described as `described`) replaces it, the others serve on.
+fn stuck_instance_is_replaced(check: &str, described: &str) {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(app("blocker.js"), dir.path().join("server.js")).unwrap();
@@ -214,7 +226,7 @@ fn an_instance_whose_event_loop_is_stuck_is_replaced_and_the_others_serve_on() {
     let config = format!(
         "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 3,
            wait_ready: true, kill_timeout: 1000,
-           liveness_probe: {{ http: '/health', period: 200, timeout: 300, failure_threshold: 3 }},
+           liveness_probe: {{ {check}, period: 200, timeout: 300, failure_threshold: 3 }},
            env: {{ HTTP_PORT: {port}, BLOCK_FILE: '{}', BLOCK_AFTER_MS: 1500 }} }}] }};\n",
         dir.path().join("block").display()
     );
@@ -236,7 +248,7 @@ fn an_instance_whose_event_loop_is_stuck_is_replaced_and_the_others_serve_on() {
     assert!(old.contains(&stuck), "{line}");
     let said = h.wait_for("failed 3 times in a row");
     assert!(
-        said.contains("its liveness probe GET /health failed 3 times in a row (last: no answer within 300 ms) -> replacing it"),
+        said.contains(&format!("its liveness probe {described} failed 3 times in a row (last: no answer within 300 ms) -> replacing it")),
         "{said}"
     );
     wait_until("the stuck instance is replaced", || {
