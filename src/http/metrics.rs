@@ -56,7 +56,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("hotrun");
         registry.register(
             "reloads",
-            "Rolling reloads that ended, by app, trigger (hotrun reload, SIGHUP, watch, memory, cron_restart, rs, hotrun check) and result (ok, failed)",
+            "Rolling reloads that ended, by app, trigger (hotrun reload, SIGHUP, watch, memory, liveness, cron_restart, rs, hotrun check) and result (ok, failed)",
             reloads.clone(),
         );
         registry.register(
