@@ -163,7 +163,8 @@ mod tests {
         (port, t)
     }
 
-    fn probe(port: u16, check: Check) -> Result<String, String> {
+    /// `check` of 127.0.0.1:`port` from 127.77.0.3, within `timeout`.
+    fn probe_within(port: u16, check: Check, timeout: Duration) -> Result<String, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -173,7 +174,11 @@ mod tests {
             source: Ipv4Addr::new(127, 77, 0, 3),
             listener: None,
         };
-        rt.block_on(run(&check, target, Duration::from_secs(2)))
+        rt.block_on(run(&check, target, timeout))
+    }
+
+    fn probe(port: u16, check: Check) -> Result<String, String> {
+        probe_within(port, check, Duration::from_secs(2))
     }
 
     fn health() -> Check {
@@ -214,18 +219,7 @@ mod tests {
         // Accepts and never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let target = Target {
-            port,
-            source: Ipv4Addr::new(127, 77, 0, 1),
-            listener: None,
-        };
-        let err = rt
-            .block_on(run(&health(), target, Duration::from_millis(200)))
-            .unwrap_err();
+        let err = probe_within(port, health(), Duration::from_millis(200)).unwrap_err();
         assert_eq!(err, "no answer within 200 ms");
         drop(silent);
     }

@@ -338,37 +338,13 @@ pub fn step(
         ) => ask_to_stop(run, now, settings, vec![]),
         (Online { run, ready_by }, Input::Park) => (Parked { run, ready_by }, vec![]),
         (Parked { run, ready_by }, Input::Resume) => (Online { run, ready_by }, vec![]),
-        (Parked { run, ready_by }, Input::Drain) => (
-            Draining {
-                run,
-                ready_by: Some(ready_by),
-                check_at: now,
-                signal_at: None,
-                give_up_at: now + settings.kill_timeout,
-            },
-            vec![],
-        ),
+        (Parked { run, ready_by } | Online { run, ready_by }, Input::Drain) => {
+            (draining(run, Some(ready_by), now, settings), vec![])
+        }
         // Not ready when it was replaced: nothing to go back to; it drains.
-        (Starting { run, .. }, Input::Drain | Input::Park) => (
-            Draining {
-                run,
-                ready_by: None,
-                check_at: now,
-                signal_at: None,
-                give_up_at: now + settings.kill_timeout,
-            },
-            vec![],
-        ),
-        (Online { run, ready_by }, Input::Drain) => (
-            Draining {
-                run,
-                ready_by: Some(ready_by),
-                check_at: now,
-                signal_at: None,
-                give_up_at: now + settings.kill_timeout,
-            },
-            vec![],
-        ),
+        (Starting { run, .. }, Input::Drain | Input::Park) => {
+            (draining(run, None, now, settings), vec![])
+        }
         (
             Draining {
                 run,
@@ -521,6 +497,17 @@ pub fn step(
 }
 
 /// `kill_signal` now, SIGKILL at `kill_timeout`; `actions` go after the ask.
+/// Replaced: out of the kernel's choice from now, its queue watched (see `Draining`).
+fn draining(run: Run, ready_by: Option<ReadyBy>, now: Instant, settings: &Settings) -> Phase {
+    Phase::Draining {
+        run,
+        ready_by,
+        check_at: now,
+        signal_at: None,
+        give_up_at: now + settings.kill_timeout,
+    }
+}
+
 fn ask_to_stop(
     run: Run,
     now: Instant,
