@@ -31,8 +31,6 @@ pub(super) struct Build {
     pub pid: i32,
     pub started: Instant,
     pub deadline: Instant,
-    /// The reload waiting for it; `None` for the app's first start.
-    pub reload: Option<Trigger>,
     pub tail: VecDeque<String>,
     pub timed_out: bool,
     /// Its pipes not yet read to the end (its last lines are part of the verdict).
@@ -56,17 +54,20 @@ impl Supervisor {
 
     /// Whether app `a` waits for its first build (its slots must not start yet).
     pub(super) fn building_first(&self, a: usize) -> bool {
-        self.apps[a]
-            .build
-            .as_ref()
-            .is_some_and(|b| b.reload.is_none())
+        self.apps[a].build.as_ref().is_some()
+            && !matches!(self.apps[a].reload, super::state::Reload::Building { .. })
     }
 
+    /// Starts app `a`'s build: before its first start (`reload` none), or as the first
+    /// stage of the reload for `reload`.
     pub(super) fn start_build(&mut self, a: usize, reload: Option<Trigger>, now: Instant) {
         let app = self.apps[a].plan.clone();
         let Some(command) = app.build.clone() else {
             return;
         };
+        if let Some(trigger) = reload {
+            self.apps[a].reload = super::state::Reload::Building { trigger };
+        }
         let name = app.name.clone();
         let step = ReloadStep::BuildStarted {
             command: command.clone(),
@@ -83,7 +84,6 @@ impl Supervisor {
                     pid: child.pid,
                     started: now,
                     deadline: now + timeout,
-                    reload,
                     tail: VecDeque::new(),
                     timed_out: false,
                     pipes_open: 0,
@@ -97,7 +97,6 @@ impl Supervisor {
                     pid: 0,
                     started: now,
                     deadline: now,
-                    reload,
                     tail: VecDeque::new(),
                     timed_out: false,
                     pipes_open: 0,
@@ -217,6 +216,8 @@ impl Supervisor {
             return;
         };
         self.builds.remove(&b.pid);
+        // The build stage of a reload ends here (none for a first build).
+        let reload = self.apps[a].reload.take_building();
         // Changes made while it ran are its own, whenever the watcher hands them over.
         self.apps[a].last_build = Some((b.started, now + BUILD_ECHO));
         let name = self.apps[a].plan.name.clone();
@@ -231,10 +232,10 @@ impl Supervisor {
             } else {
                 "hotrun is stopping"
             };
-            self.abandon(a, b.reload, why, now);
+            self.abandon(a, reload, why, now);
             return;
         }
-        match (result, b.reload) {
+        match (result, reload) {
             (Ok(took), None) => {
                 self.logs
                     .say(&format!("{name}: build done in {took} ms; starting"));

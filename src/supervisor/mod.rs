@@ -386,8 +386,8 @@ impl Supervisor {
             return Some((a, s, Role::Current));
         }
         if app
-            .rollout
-            .as_ref()
+            .reload
+            .rollout()
             .is_some_and(|r| r.successors().any(|(_, run)| run.serial == serial))
         {
             return Some((a, s, Role::Successor));

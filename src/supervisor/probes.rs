@@ -403,7 +403,7 @@ impl Supervisor {
             plan.describe(),
             plan.failure_threshold
         );
-        if self.apps[a].rollout.is_none() {
+        if self.apps[a].reload.rollout().is_none() {
             self.logs.say(&format!("{label}: {reason} -> replacing it"));
             return self.request_reload(a, Trigger::Liveness { slots: vec![s] }, None);
         }

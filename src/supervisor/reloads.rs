@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::rollout::{self, Action, Input, Readiness, Rollout, Trigger};
 use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
+use super::state::Reload;
 use super::{LastReload, Supervisor};
 use crate::control::protocol::{ReloadStep, Response};
 use nix::sys::signal::Signal;
@@ -127,7 +128,7 @@ impl Supervisor {
             .or(app.plan.canary)
             .filter(|_| trigger.replaces().is_none());
         let (rollout, actions) = Rollout::begin_with(trigger.clone(), slots, surge, canary, now);
-        app.rollout = Some(rollout);
+        app.reload = Reload::Rolling(rollout);
         self.rollout_actions(a, &trigger, actions, now);
     }
 
@@ -142,13 +143,15 @@ impl Supervisor {
 
     /// Feeds one input to app `a`'s rollout.
     pub(super) fn rollout_input(&mut self, a: usize, input: Input, now: Instant) {
-        let Some(r) = self.apps[a].rollout.take() else {
+        let Some(r) = self.apps[a].reload.take_rollout() else {
             return;
         };
         let readiness = self.readiness(a);
         let trigger = r.trigger.clone();
         let (next, actions) = rollout::step(r, input, now, readiness);
-        self.apps[a].rollout = next;
+        if let Some(next) = next {
+            self.apps[a].reload = Reload::Rolling(next);
+        }
         self.rollout_actions(a, &trigger, actions, now);
     }
 
@@ -157,7 +160,7 @@ impl Supervisor {
             match action {
                 Action::Spawn { slot } => {
                     // The rollout may have ended (a sibling failed) since this was decided.
-                    let wanted = self.apps[a].rollout.as_ref().is_some_and(|r| {
+                    let wanted = self.apps[a].reload.rollout().is_some_and(|r| {
                         r.lanes
                             .iter()
                             .any(|l| l.slot == slot && l.step == rollout::Step::Spawn)
@@ -211,8 +214,8 @@ impl Supervisor {
         slot.reloads += 1;
         let took = now.saturating_duration_since(run.started).as_millis();
         let (nth, total) = self.apps[a]
-            .rollout
-            .as_ref()
+            .reload
+            .rollout()
             .map_or((1, 1), |r| (r.promoted, r.total));
         let id = self.apps[a].slots[s].id;
         let old_pid = old.run().map(|r| r.pid);
@@ -266,12 +269,12 @@ impl Supervisor {
     /// Whether slot `s`'s instance took the slot in the reload in flight (its old one is
     /// still on its way out).
     pub(super) fn took_slot_in_reload(&self, a: usize, s: usize) -> bool {
-        self.apps[a].rollout.as_ref().is_some_and(|r| r.draining(s))
+        self.apps[a].reload.rollout().is_some_and(|r| r.draining(s))
     }
 
     /// A retiring instance of slot `s` is gone; the rollout goes on once none is left.
     pub(super) fn retired(&mut self, a: usize, s: usize, now: Instant) {
-        let draining = self.apps[a].rollout.as_ref().is_some_and(|r| r.draining(s));
+        let draining = self.apps[a].reload.rollout().is_some_and(|r| r.draining(s));
         if draining && self.apps[a].slots[s].retiring.is_empty() {
             self.rollout_input(a, Input::OldGone { slot: s }, now);
         }
@@ -318,16 +321,13 @@ impl Supervisor {
     /// `status`, the metrics, `hotrun check`), and the reload folded behind it is dropped,
     /// its waiters told why. Nothing when no reload is in flight.
     pub(super) fn abort_rollout(&mut self, a: usize, why: &str, now: Instant) {
-        let rollout = self.apps[a].rollout.take();
+        let (rollout, trigger) = self.apps[a].reload.end();
         if let Some(r) = &rollout {
             let successors: Vec<Run> = r.successors().map(|(_, run)| *run).collect();
             for run in successors {
                 self.retire_successor(a, run, now);
             }
         }
-        let trigger = rollout
-            .map(|r| r.trigger)
-            .or_else(|| self.apps[a].build.as_ref().and_then(|b| b.reload.clone()));
         self.abandon(a, trigger, why, now);
     }
 

@@ -145,7 +145,7 @@ impl Supervisor {
             self.logs
                 .say(&format!("{}: {}", new.name, changes.join("; ")));
         }
-        if only_instances_changed(current, &new) && app.rollout.is_none() {
+        if only_instances_changed(current, &new) && app.reload.rollout().is_none() {
             let now = self.fx.now();
             return match self.apply_plan(a, new, now) {
                 Ok(()) => false,

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::restart::{self, History};
-use super::rollout::{Queue, Rollout};
+use super::rollout::{Queue, Rollout, Trigger};
 use super::slot::{Phase, Settings};
 use super::{build, ports, scheduled, triggers};
 use crate::plan::AppPlan;
@@ -55,6 +55,62 @@ pub(super) struct LastReload {
     pub(super) at: chrono::DateTime<chrono::Local>,
 }
 
+/// An app's reload in flight, one at a time (its queue folds the requests behind it).
+#[derive(Debug, Default)]
+pub(super) enum Reload {
+    #[default]
+    Idle,
+    /// Its `build` runs first; the rollout begins once it has succeeded.
+    Building { trigger: Trigger },
+    /// Replacing slots.
+    Rolling(Rollout),
+}
+
+impl Reload {
+    /// The rollout, while slots are replaced.
+    pub(super) fn rollout(&self) -> Option<&Rollout> {
+        match self {
+            Reload::Rolling(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Takes the rollout out (to step it, or to end it); anything else stays.
+    pub(super) fn take_rollout(&mut self) -> Option<Rollout> {
+        match std::mem::take(self) {
+            Reload::Rolling(r) => Some(r),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the build stage: its trigger (none for a first build, or when no reload
+    /// waits for the build); anything else stays.
+    pub(super) fn take_building(&mut self) -> Option<Trigger> {
+        match std::mem::take(self) {
+            Reload::Building { trigger } => Some(trigger),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the reload, whatever its stage: the trigger it was for.
+    pub(super) fn end(&mut self) -> (Option<Rollout>, Option<Trigger>) {
+        match std::mem::take(self) {
+            Reload::Idle => (None, None),
+            Reload::Building { trigger } => (None, Some(trigger)),
+            Reload::Rolling(r) => {
+                let trigger = r.trigger.clone();
+                (Some(r), Some(trigger))
+            }
+        }
+    }
+}
+
 pub(super) struct AppState {
     pub(super) plan: AppPlan,
     pub(super) settings: Settings,
@@ -63,7 +119,8 @@ pub(super) struct AppState {
     /// The sockets every new instance gets: `listen`, then `port`, then ports learned
     /// from the instances' own `listen()` calls.
     pub(super) ports: Vec<ListenAddr>,
-    pub(super) rollout: Option<Rollout>,
+    /// The reload in flight: idle, building, or rolling.
+    pub(super) reload: Reload,
     pub(super) queue: Queue<u64>,
     pub(super) reloads: u32,
     pub(super) last_reload: Option<LastReload>,
@@ -98,7 +155,7 @@ impl AppState {
             slots,
             gave_up_said: false,
             ports,
-            rollout: None,
+            reload: Reload::Idle,
             queue: Queue::default(),
             reloads: 0,
             last_reload: None,
@@ -137,5 +194,37 @@ pub(super) fn settings_of(app: &AppPlan, ports: &[ListenAddr], learned: bool) ->
         kill_signal: app.kill_signal,
         drain_delay: app.drain_delay,
         probe: app.readiness_probe.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_stage_gives_up_only_what_is_asked() {
+        let t0 = Instant::now();
+        let rolling = || Reload::Rolling(Rollout::begin(Trigger::Command, vec![0], 1, t0).0);
+        let building = || Reload::Building {
+            trigger: Trigger::Watch,
+        };
+        // Each taker takes its own stage and leaves any other.
+        let mut r = rolling();
+        assert!(r.take_building().is_none() && r.rollout().is_some());
+        assert!(r.take_rollout().is_some() && matches!(r, Reload::Idle));
+        let mut b = building();
+        assert!(b.take_rollout().is_none() && matches!(b, Reload::Building { .. }));
+        assert_eq!(b.take_building(), Some(Trigger::Watch));
+        assert!(matches!(b, Reload::Idle));
+        let table = [
+            (Reload::Idle, (false, None)),
+            (building(), (false, Some(Trigger::Watch))),
+            (rolling(), (true, Some(Trigger::Command))),
+        ];
+        for (mut stage, (had_rollout, trigger)) in table {
+            let (rollout, t) = stage.end();
+            assert_eq!((rollout.is_some(), t), (had_rollout, trigger));
+            assert!(matches!(stage, Reload::Idle));
+        }
     }
 }

@@ -72,7 +72,7 @@ impl Supervisor {
                         expression: s.expression.clone(),
                         next: s.next.map(|n| rfc3339(&n.wall)),
                     }),
-                    reloading: app.rollout.is_some(),
+                    reloading: app.reload.rollout().is_some(),
                     reloads: app.reloads,
                     last_reload: app.last_reload.as_ref().map(|l| LastReload {
                         trigger: l.trigger.into(),

@@ -25,7 +25,7 @@ impl Supervisor {
                     }
                 }
             }
-            if let Some(d) = app.rollout.as_ref().and_then(Rollout::deadline) {
+            if let Some(d) = app.reload.rollout().and_then(Rollout::deadline) {
                 wake = wake.min(d);
             }
             if let Some(c) = &app.changes {
@@ -112,8 +112,8 @@ impl Supervisor {
                 s += 1;
             }
             if self.apps[a]
-                .rollout
-                .as_ref()
+                .reload
+                .rollout()
                 .and_then(Rollout::deadline)
                 .is_some_and(|d| d <= now)
             {
@@ -152,7 +152,7 @@ impl Supervisor {
             app.slots
                 .iter()
                 .all(|s| s.phase.is_final() && s.retiring.is_empty())
-                && app.rollout.is_none()
+                && app.reload.rollout().is_none()
                 && app.build.is_none()
         });
         if !all_final {

@@ -233,7 +233,7 @@ impl Supervisor {
     /// Whether app `a` is starting: a reload or build in flight, an instance not ready yet.
     fn starting(&self, a: usize) -> bool {
         let app = &self.apps[a];
-        app.rollout.is_some()
+        app.reload.rollout().is_some()
             || app.build.is_some()
             || app.slots.iter().any(|s| {
                 !s.surplus && matches!(s.phase, Phase::Pending { .. } | Phase::Starting { .. })
@@ -286,7 +286,7 @@ impl Supervisor {
     }
 
     fn over_memory(&mut self, a: usize, s: usize, bytes: u64, limit: u64, now: Instant) {
-        if self.apps[a].rollout.as_ref().is_some_and(|r| r.covers(s)) {
+        if self.apps[a].reload.rollout().is_some_and(|r| r.covers(s)) {
             return;
         }
         let label = self.label(a, s);
