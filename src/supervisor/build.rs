@@ -13,9 +13,9 @@ use nix::sys::signal::Signal;
 use tokio::net::unix::pipe;
 
 use super::reloads::Failure;
-use super::restart::History;
+
 use super::rollout::Trigger;
-use super::slot::Phase;
+use super::slot::Input as SlotInput;
 use super::{Event, Supervisor};
 use crate::control::protocol::ReloadStep;
 use crate::logs::{reader, Stream};
@@ -242,10 +242,8 @@ impl Supervisor {
                 // Slots waiting for the build start now; one whose old instance still
                 // stops (the app was put back in the file meanwhile) keeps tracking it
                 // to its end (SIGKILL at kill_timeout) and starts after it.
-                for slot in &mut self.apps[a].slots {
-                    if matches!(slot.phase, Phase::Pending { .. }) || slot.phase.is_final() {
-                        slot.phase = Phase::Pending { at: now };
-                    }
+                for s in 0..self.apps[a].slots.len() {
+                    self.apply(a, s, SlotInput::Start, now);
                 }
             }
             (Ok(took), Some(trigger)) => {
@@ -279,17 +277,10 @@ impl Supervisor {
                     None => {
                         self.logs
                             .say(&format!("{name}: not started: its build failed"));
-                        for slot in &mut self.apps[a].slots {
-                            if matches!(slot.phase, Phase::Pending { .. }) || slot.phase.is_final()
-                            {
-                                slot.phase = Phase::Errored {
-                                    exit: Exit::Code(1),
-                                };
-                                slot.history = History::default();
-                            } else {
-                                // Its old instance stops, and nothing starts after it.
-                                slot.restart_after_stop = false;
-                            }
+                        for s in 0..self.apps[a].slots.len() {
+                            // Its old instance, if one still stops, has nothing after it.
+                            self.apps[a].slots[s].restart_after_stop = false;
+                            self.apply(a, s, SlotInput::GiveUp(Exit::Code(1)), now);
                         }
                         self.last_failure = Some(1);
                     }

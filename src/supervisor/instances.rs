@@ -44,8 +44,10 @@ impl Supervisor {
         }
         if slot.restart_after_stop && matches!(slot.phase, Phase::Stopped { .. }) {
             slot.restart_after_stop = false;
-            slot.history = History::default();
-            slot.phase = Phase::Pending { at: now };
+            let stopped = std::mem::replace(&mut slot.phase, Phase::Stopped { exit: None });
+            let (next, _) =
+                slot::step(stopped, Input::Start, now, &app.settings, &mut slot.history);
+            slot.phase = next;
         }
         for action in actions {
             self.act(a, s, before, action, now);

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::changes::{describe, only_instances_changed};
 use super::rollout::Trigger;
-use super::slot::Phase;
+
 use super::{AppState, SlotState, Supervisor};
 use crate::config::{self, LoadOptions};
 use crate::control::protocol::Response;
@@ -188,11 +188,11 @@ impl Supervisor {
                     if let Err(e) = self.apply_plan(a, new.clone(), now) {
                         self.logs.say(&e);
                     }
-                    for slot in &mut self.apps[a].slots {
-                        if slot.phase.is_final() {
-                            slot.phase = Phase::Pending { at: now };
+                    for s in 0..self.apps[a].slots.len() {
+                        if self.apps[a].slots[s].phase.is_final() {
+                            self.apply(a, s, super::slot::Input::Start, now);
                         } else {
-                            slot.restart_after_stop = true;
+                            self.apps[a].slots[s].restart_after_stop = true;
                         }
                     }
                     if self.apps[a].plan.build.is_some() {
@@ -295,10 +295,9 @@ impl Supervisor {
                     let slot = &mut self.apps[a].slots[s];
                     slot.surplus = false;
                     if slot.phase.is_final() && slot.retiring.is_empty() {
-                        slot.history = Default::default();
-                        slot.phase = Phase::Pending { at: now };
+                        self.apply(a, s, super::slot::Input::Start, now);
                     } else {
-                        slot.restart_after_stop = true;
+                        self.apps[a].slots[s].restart_after_stop = true;
                     }
                     continue;
                 }

@@ -1,8 +1,7 @@
 //! Requests from the control socket and the console: status, reload, restart, stop, and
 //! the preload module's reports from instances without an IPC channel.
 
-use super::restart::History;
-use super::slot::{Input, Phase, ReadyBy};
+use super::slot::{Input, ReadyBy};
 use super::{rollout, Supervisor};
 use crate::control::protocol::{FileStream, LogFile, Request, Response};
 use crate::control::server::Incoming;
@@ -170,12 +169,10 @@ impl Supervisor {
                 if self.apps[a].slots[s].surplus {
                     continue;
                 }
-                let slot = &mut self.apps[a].slots[s];
-                if slot.phase.is_final() {
-                    slot.history = History::default();
-                    slot.phase = Phase::Pending { at: now };
+                if self.apps[a].slots[s].phase.is_final() {
+                    self.apply(a, s, Input::Start, now);
                 } else {
-                    slot.restart_after_stop = true;
+                    self.apps[a].slots[s].restart_after_stop = true;
                     self.apply(a, s, Input::Stop, now);
                 }
             }

@@ -130,6 +130,11 @@ pub enum Input {
     Resume,
     /// Replaced by a canary: held until the canary passes or fails (see `Parked`).
     Park,
+    /// Start afresh (its build is done, it is back in the file or scaled back, `hotrun
+    /// restart`): a slot with no process starts now, its restart history forgotten.
+    Start,
+    /// It cannot start (its first build failed): a slot with no process is errored.
+    GiveUp(Exit),
     /// Time passed; `group_alive` says whether the slot's process group still has members.
     Tick { group_alive: bool },
 }
@@ -258,6 +263,14 @@ pub fn step(
     use Action::*;
     use Phase::*;
     match (phase, input) {
+        (Pending { .. } | Errored { .. } | Stopped { .. }, Input::Start) => {
+            *history = History::default();
+            (Pending { at: now }, vec![])
+        }
+        (Pending { .. } | Errored { .. } | Stopped { .. }, Input::GiveUp(exit)) => {
+            *history = History::default();
+            (Errored { exit }, vec![])
+        }
         (Pending { at }, Input::Tick { .. }) if now >= at => (Pending { at }, vec![Spawn]),
         (Pending { .. }, Input::Spawned(run)) => {
             let deadline = if settings.waits_for_signal() {

@@ -735,3 +735,47 @@ fn a_parked_instance_serves_again_drains_stops_or_exits() {
     ));
     assert_eq!(actions, [Action::Kill]);
 }
+
+#[test]
+fn start_and_give_up_act_on_a_slot_with_no_process_only() {
+    let t0 = Instant::now();
+    let run = Run {
+        pid: 7,
+        serial: 1,
+        started: t0,
+    };
+    let s = settings(true);
+    let online = Phase::Online {
+        run,
+        ready_by: ReadyBy::Message,
+    };
+    let gone = [
+        Phase::Pending { at: t0 + ms(5000) },
+        Phase::Stopped { exit: None },
+        Phase::Errored {
+            exit: Exit::Code(1),
+        },
+    ];
+    for from in gone {
+        let mut h = History {
+            restarts: 3,
+            ..Default::default()
+        };
+        let (got, _) = step(from.clone(), Input::Start, t0 + ms(10), &s, &mut h);
+        assert_eq!(got, Phase::Pending { at: t0 + ms(10) }, "{from:?}");
+        assert_eq!(h.restarts, 0, "a fresh start forgets its restarts");
+        let (got, _) = step(from, Input::GiveUp(Exit::Code(1)), t0, &s, &mut h);
+        assert_eq!(
+            got,
+            Phase::Errored {
+                exit: Exit::Code(1)
+            }
+        );
+    }
+    // A running instance is left alone by both.
+    let mut h = History::default();
+    for input in [Input::Start, Input::GiveUp(Exit::Code(1))] {
+        let (got, actions) = step(online.clone(), input, t0, &s, &mut h);
+        assert_eq!((got, actions), (online.clone(), vec![]));
+    }
+}
