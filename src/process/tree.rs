@@ -161,6 +161,18 @@ mod tests {
         let mut leader = start(false);
         let mut detached = start(true);
         let (group, pid) = (leader.id() as i32, detached.id() as i32);
+        // `spawn` can return before the child's exec: until then /proc shows the test's
+        // own environment. Wait for the exec'd one (this machine took up to 100 ms).
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let marked = |pid: i32| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+                run_of(&e, b"HOTRUN_CONTROL=/tmp/hotrun-tree-test/control.sock").is_some()
+            })
+        };
+        while !marked(pid) {
+            assert!(Instant::now() < deadline, "sleep {pid} never exec'd");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let index = Index::scan(control);
         assert_eq!(index.escaped(424242, group), vec![pid]);
         assert_eq!(index.all(), vec![pid]);
