@@ -287,13 +287,9 @@ impl Supervisor {
             return;
         };
         self.signal_tree(run, Signal::SIGKILL);
-        self.apps[a].slots[s].retiring.push(Phase::Stopping {
-            run,
-            kill_at: now,
-            killed: true,
-            exit: None,
-            poll_at: Some(now),
-        });
+        self.apps[a].slots[s]
+            .retiring
+            .push(super::slot::killed_run(run, now));
     }
 
     /// A successor that will not take its slot: stopped like any instance (`kill_signal`,
@@ -303,13 +299,7 @@ impl Supervisor {
             return;
         };
         let app = &mut self.apps[a];
-        let mut scratch = Default::default();
-        let starting = Phase::Starting {
-            run,
-            deadline: None,
-        };
-        let (stopping, actions) =
-            super::slot::step(starting, SlotInput::Stop, now, &app.settings, &mut scratch);
+        let (stopping, actions) = super::slot::stop_run(run, now, &app.settings);
         app.slots[s].retiring.push(stopping);
         for action in actions {
             self.act(a, s, Some(run), action, now);

@@ -521,6 +521,24 @@ fn draining(run: Run, ready_by: Option<ReadyBy>, now: Instant, settings: &Settin
     }
 }
 
+/// A run that never held a slot (a reload's successor that will not take it) is stopped
+/// as any instance: asked (`kill_signal`), SIGKILL at `kill_timeout`.
+pub fn stop_run(run: Run, now: Instant, settings: &Settings) -> (Phase, Vec<Action>) {
+    ask_to_stop(run, now, settings, vec![])
+}
+
+/// A run whose leader has exited (a successor that died): what is left of its group is
+/// SIGKILLed now, and the group is looked at until it is empty.
+pub fn killed_run(run: Run, now: Instant) -> Phase {
+    Phase::Stopping {
+        run,
+        kill_at: now,
+        killed: true,
+        exit: None,
+        poll_at: Some(now),
+    }
+}
+
 fn ask_to_stop(
     run: Run,
     now: Instant,

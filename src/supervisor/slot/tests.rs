@@ -779,3 +779,27 @@ fn start_and_give_up_act_on_a_slot_with_no_process_only() {
         assert_eq!((got, actions), (online.clone(), vec![]));
     }
 }
+
+#[test]
+fn a_run_that_never_held_its_slot_stops_as_any_instance() {
+    let t0 = Instant::now();
+    let run = Run {
+        pid: 7,
+        serial: 1,
+        started: t0,
+    };
+    let s = settings(true);
+    let starting = Phase::Starting {
+        run,
+        deadline: None,
+    };
+    let mut h = History::default();
+    assert_eq!(
+        stop_run(run, t0, &s),
+        step(starting, Input::Stop, t0, &s, &mut h)
+    );
+    assert!(matches!(
+        killed_run(run, t0),
+        Phase::Stopping { killed: true, poll_at: Some(p), .. } if p == t0
+    ));
+}
