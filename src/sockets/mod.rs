@@ -83,6 +83,16 @@ impl Listeners {
         Ok(group.get(member).expect("bound above"))
     }
 
+    /// Makes sure `addr` is hotrun's: binds `first`'s socket when the address has none
+    /// yet (failing as a plain bind would when another process holds the port), and binds
+    /// nothing when it has (a reload's re-read of the file must not add a socket).
+    pub fn claim(&mut self, addr: ListenAddr, first: &Member) -> io::Result<()> {
+        if self.groups.contains_key(&addr) {
+            return Ok(());
+        }
+        self.get_or_bind(addr, first).map(drop)
+    }
+
     /// New connections to `addr` go to the sockets of `live` members only.
     pub fn set_live(&mut self, addr: &ListenAddr, live: &[Member]) -> io::Result<()> {
         match self.groups.get_mut(addr) {
@@ -119,15 +129,23 @@ impl Listeners {
         }
     }
 
-    /// Closes `member`'s socket of `addr`; the port itself is closed with its last socket,
-    /// so that connections are refused rather than queued for nobody.
-    pub fn release(&mut self, addr: &ListenAddr, member: &Member) {
-        if let Some(g) = self.groups.get_mut(addr) {
-            g.remove(member);
-            if g.is_empty() {
-                self.groups.remove(addr);
-            }
+    /// Closes `member`'s socket of `addr`, new connections kept on `live` members' sockets
+    /// while it closes (`Group::remove_steered`); the port itself is closed with its last
+    /// socket, so that connections are refused rather than queued for nobody.
+    pub fn release(
+        &mut self,
+        addr: &ListenAddr,
+        member: &Member,
+        live: &[Member],
+    ) -> io::Result<()> {
+        let Some(g) = self.groups.get_mut(addr) else {
+            return Ok(());
+        };
+        let steered = g.remove_steered(member, live);
+        if g.is_empty() {
+            self.groups.remove(addr);
         }
+        steered
     }
 }
 
@@ -238,6 +256,15 @@ mod tests {
         // Same member again: the same socket, no second bind.
         listeners.get_or_bind(addr, &web0).unwrap();
         assert_eq!(listeners.groups[&addr].len(), 1);
+        // A reload's claim of a port already held binds nothing, whichever lane serves.
+        let web0_lane3 = Member::lane("web", 0, 3);
+        listeners.get_or_bind(addr, &web0_lane3).unwrap();
+        listeners.release(&addr, &web0, &[]).unwrap();
+        listeners.claim(addr, &web0).unwrap();
+        assert_eq!(listeners.members(&addr), vec![web0_lane3.clone()]);
+        listeners.release(&addr, &web0_lane3, &[]).unwrap();
+        listeners.claim(addr, &web0).unwrap();
+        assert_eq!(listeners.members(&addr), vec![web0.clone()]);
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("backlog accepts");
         // A plain bind (as any other program does) fails.
         let err = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_err();

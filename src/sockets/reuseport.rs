@@ -76,6 +76,28 @@ impl Members {
         self.order.is_empty()
     }
 
+    /// What the program may pick while `gone` leaves: the live members whose index its
+    /// leaving does not move (neither its own nor the last's, which takes its place). A
+    /// connection the kernel steers in that moment must not land on an index that, once
+    /// `gone` is closed, names another socket or none (out of range, the kernel picks by
+    /// hash among every socket, draining ones too). When every live member would move,
+    /// the plain `pickable`.
+    pub fn pickable_while_leaving(&self, gone: &Member, live: &[Member]) -> Vec<u32> {
+        let Some(at) = self.index_of(gone) else {
+            return self.pickable(live);
+        };
+        let last = self.order.len() - 1;
+        let steady: Vec<u32> = (0..self.order.len())
+            .filter(|&i| i != at && i != last && live.contains(&self.order[i]))
+            .map(|i| i as u32)
+            .collect();
+        if steady.is_empty() {
+            self.pickable(live)
+        } else {
+            steady
+        }
+    }
+
     /// The indices the program may pick: those of `live` members, in index order; every
     /// index when none is live (connections then wait in whichever queue until an
     /// instance is up, as with one shared socket).
@@ -262,6 +284,22 @@ impl Group {
     /// Points new connections at the sockets of the `live` members only.
     pub fn set_live(&mut self, live: &[Member]) -> io::Result<()> {
         let indices = self.members.pickable(live);
+        self.attach(indices)
+    }
+
+    /// Closes the socket of `gone` (as `remove`) with new connections kept on sockets of
+    /// `live` members throughout (`Members::pickable_while_leaving`); `set_live` then
+    /// points them at the new order.
+    pub fn remove_steered(&mut self, gone: &Member, live: &[Member]) -> io::Result<()> {
+        if self.members.index_of(gone).is_none() {
+            return Ok(());
+        }
+        let steered = self.attach(self.members.pickable_while_leaving(gone, live));
+        self.remove(gone);
+        steered
+    }
+
+    fn attach(&mut self, indices: Vec<u32>) -> io::Result<()> {
         if self.attached.as_ref() == Some(&indices) {
             return Ok(());
         }
@@ -372,6 +410,36 @@ mod tests {
             let live: Vec<Member> = live.iter().map(|&s| m(s)).collect();
             assert_eq!(g.pickable(&live), want, "live {live:?}");
         }
+    }
+
+    #[test]
+    fn while_a_socket_leaves_only_live_ones_it_does_not_move_are_picked() {
+        let mut g = Members::default();
+        for s in 0..4 {
+            g.join(m(s));
+        }
+        // (leaving, live, picked while it leaves)
+        let table: [(u32, &[u32], &[u32]); 6] = [
+            // The reload seen resetting a connection: old 0 leaves, new 2 and 3 live; 3
+            // takes index 0 and would be out of range.
+            (0, &[2, 3], &[2]),
+            (1, &[0, 2, 3], &[0, 2]),
+            // The last leaving moves nobody.
+            (3, &[0, 1], &[0, 1]),
+            (3, &[0, 3], &[0]),
+            // Every live one moves: nothing steady to pick.
+            (0, &[3], &[3]),
+            (2, &[], &[0, 1, 2, 3]),
+        ];
+        for (gone, live, want) in table {
+            let live: Vec<Member> = live.iter().map(|&s| m(s)).collect();
+            assert_eq!(
+                g.pickable_while_leaving(&m(gone), &live),
+                want,
+                "{gone} leaving, live {live:?}"
+            );
+        }
+        assert_eq!(g.pickable_while_leaving(&m(9), &[m(1)]), vec![1]);
     }
 
     #[test]

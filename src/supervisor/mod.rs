@@ -277,7 +277,7 @@ impl Supervisor {
             }
             for addr in &ports {
                 let first = Member::new(&app.name, 0);
-                listeners.get_or_bind(*addr, &first).map_err(|e| {
+                listeners.claim(*addr, &first).map_err(|e| {
                     format!(
                         "{}: cannot listen on {addr}: {}",
                         app.name,

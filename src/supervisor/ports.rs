@@ -189,13 +189,13 @@ impl Supervisor {
                 .into_iter()
                 .filter(|m| !kept.contains(m))
                 .collect();
-            // The program is pointed away from the sockets to close before they close
-            // (a closing socket's index is taken by another), then set for the new order.
-            if !gone.is_empty() {
-                self.steer(&addr, &members);
-            }
+            // Each socket to close is closed with the program pointed at live sockets whose
+            // index its closing does not move (the last takes its index), then the
+            // program is set for the new order.
             for m in &gone {
-                self.listeners.release(&addr, m);
+                if let Err(e) = self.listeners.release(&addr, m, &members) {
+                    self.steer_failed(&addr, e);
+                }
             }
             self.steer(&addr, &members);
         }
@@ -203,12 +203,16 @@ impl Supervisor {
 
     fn steer(&mut self, addr: &ListenAddr, live: &[Member]) {
         if let Err(e) = self.listeners.set_live(addr, live) {
-            if !self.live_error_said {
-                self.live_error_said = true;
-                self.logs.say(&format!(
-                    "cannot steer connections on port {addr} to ready instances ({e}); the kernel spreads them over every instance, and replaced instances are stopped without draining"
-                ));
-            }
+            self.steer_failed(addr, e);
+        }
+    }
+
+    fn steer_failed(&mut self, addr: &ListenAddr, e: std::io::Error) {
+        if !self.live_error_said {
+            self.live_error_said = true;
+            self.logs.say(&format!(
+                "cannot steer connections on port {addr} to ready instances ({e}); the kernel spreads them over every instance, and replaced instances are stopped without draining"
+            ));
         }
     }
 

@@ -218,7 +218,7 @@ impl Supervisor {
         let ports = super::ports::declared_ports(&plan);
         for addr in &ports {
             let first = Member::new(&plan.name, 0);
-            self.listeners.get_or_bind(*addr, &first).map_err(|e| {
+            self.listeners.claim(*addr, &first).map_err(|e| {
                 format!(
                     "{}: cannot listen on {addr}: {}",
                     plan.name,
@@ -249,7 +249,7 @@ impl Supervisor {
         let mut ports: Vec<ListenAddr> = super::ports::declared_ports(&new);
         for addr in &ports {
             let first = Member::new(&new.name, 0);
-            self.listeners.get_or_bind(*addr, &first).map_err(|e| {
+            self.listeners.claim(*addr, &first).map_err(|e| {
                 format!(
                     "{}: cannot listen on {addr}: {}",
                     new.name,
