@@ -213,6 +213,47 @@ fn a_new_version_that_dies_after_taking_its_slot_fails_the_reload_and_the_old_on
 }
 
 #[test]
+fn a_new_version_that_dies_within_min_ready_fails_the_reload_with_no_failed_request() {
+    // The same crashing version with `min_ready` longer than its life: while it settles
+    // it gets no connection (its socket is not in the kernel's choice before it takes its
+    // slot), so its death costs no request at all.
+    let port = free_port();
+    let dir = http_dir(port, "instances: 3, min_ready: 1000");
+    let _h = Hotrun::start(dir.path(), &[]);
+    let old = pids(&wait_online(dir.path()), "web");
+    for clients in [Clients::new(16), Clients::new(16).keep_alive()] {
+        let load = NodeLoad::start(port, clients);
+        std::fs::write(dir.path().join("mode.txt"), "dies_after_ready").unwrap();
+        let out = reload(dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("web|0 reload failed: the new instance exited (exit code 3)")
+                && err.contains("before the end of min_ready (1000 ms)"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join("mode.txt")).unwrap();
+        let during = load.finish();
+        assert_eq!(
+            (during.failed, during.hung),
+            (0, 0),
+            "{clients:?}: {during:?}"
+        );
+        assert!(during.ok > 100, "{during:?}");
+        let served: std::collections::BTreeSet<i64> =
+            during.pids.keys().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(
+            served,
+            old.iter().copied().collect(),
+            "only the old instances served: {during:?}"
+        );
+        let st = status(dir.path());
+        assert_eq!(pids(&st, "web"), old, "{st}");
+        assert_eq!(app_status(&st, "web")["last_reload"]["result"], "failed");
+    }
+}
+
+#[test]
 fn requests_during_a_reload_fold_into_exactly_one_more() {
     let port = free_port();
     let dir = http_dir(port, "instances: 2");
