@@ -315,3 +315,49 @@ fn an_app_put_back_while_its_old_instance_still_stops_kills_it_at_kill_timeout()
         fds_after <= fds_before
     });
 }
+
+#[test]
+fn a_port_changed_in_the_file_is_closed_once_its_instances_are_replaced() {
+    // The port from the env (learned when the app listens) and a declared one (`port`).
+    for declared in [false, true] {
+        let dir = app_dir();
+        let (old_port, new_port) = (free_port(), free_port());
+        let write = |port: u16| {
+            let key = if declared {
+                format!("port: {port},")
+            } else {
+                String::new()
+            };
+            std::fs::write(
+                dir.path().join("ecosystem.config.js"),
+                format!(
+                    "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 2, {key}
+                       wait_ready: true, env: {{ HTTP_PORT: {port} }} }}] }};\n"
+                ),
+            )
+            .unwrap();
+        };
+        write(old_port);
+        let _h = Hotrun::start(dir.path(), &[]);
+        wait_online(dir.path());
+        assert!(get(old_port).is_ok());
+        write(new_port);
+        let out = hotrun_cmd(dir.path(), &["reload"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            get(new_port).is_ok(),
+            "declared {declared}: the new port serves"
+        );
+        // The old instances are gone: nobody serves the old port, so it refuses.
+        wait_until("the old port is closed", || {
+            matches!(
+                std::net::TcpStream::connect(("127.0.0.1", old_port)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        });
+    }
+}

@@ -112,6 +112,11 @@ impl Listeners {
         self.groups.get(addr)?.get(member)
     }
 
+    /// Every address with a socket.
+    pub fn addresses(&self) -> Vec<ListenAddr> {
+        self.groups.keys().copied().collect()
+    }
+
     /// The members of `addr`'s group.
     pub fn members(&self, addr: &ListenAddr) -> Vec<Member> {
         self.groups

@@ -125,6 +125,11 @@ impl Supervisor {
                     self.logs
                         .say(&format!("{label} cannot receive the socket of {addr}: {e}"));
                 }
+                if let Some(io) = self.runs.get_mut(&serial) {
+                    if !io.held.contains(&addr) {
+                        io.held.push(addr);
+                    }
+                }
                 let app = &mut self.apps[a];
                 if !app.ports.contains(&addr) {
                     app.ports.push(addr);
@@ -151,21 +156,30 @@ impl Supervisor {
 
     /// Points each shared port's new connections at the slots whose instance is online
     /// (a slot restarting or scaled away gets none; what is queued on its socket waits
-    /// for its next instance), and closes the sockets of slots that will have no instance
-    /// (errored, scaled away and gone): their queued connections are refused, not left
-    /// to hang, and an app with no slot left refuses connections until it starts again.
-    /// Re-attached only when the set changes.
+    /// for its next instance), and closes the sockets nobody is to use: those of slots
+    /// that will have no instance (errored, scaled away and gone), and those of a port the
+    /// app no longer uses once the instances that held it are gone. Their queued
+    /// connections are refused, not left to hang, and an app with no slot left refuses
+    /// connections until it starts again. Re-attached only when the set changes.
     pub(super) fn sync_live_sockets(&mut self) {
         use super::slot::Phase;
-        let mut live: std::collections::HashMap<ListenAddr, Vec<Member>> = Default::default();
+        use std::collections::{BTreeSet, HashMap, HashSet};
+        let mut live: HashMap<ListenAddr, Vec<Member>> = HashMap::new();
         // A socket is kept while a process holds it (a successor, a draining instance)
-        // or its slot is to have one.
-        let mut kept: std::collections::HashSet<Member> =
-            self.runs.values().map(|io| io.member.clone()).collect();
+        // or its slot is to have one on a port of its app.
+        let mut kept: HashSet<(ListenAddr, Member)> = HashSet::new();
+        for io in self.runs.values() {
+            for addr in &io.held {
+                kept.insert((*addr, io.member.clone()));
+            }
+        }
         for app in &self.apps {
             for slot in &app.slots {
                 if !matches!(slot.phase, Phase::Errored { .. }) {
-                    kept.insert(Member::lane(&app.plan.name, slot.id, slot.lane));
+                    let member = Member::lane(&app.plan.name, slot.id, slot.lane);
+                    for addr in &app.ports {
+                        kept.insert((*addr, member.clone()));
+                    }
                 }
                 let online = match &slot.phase {
                     Phase::Online { run, .. } if !slot.surplus && !self.failing(run.serial) => {
@@ -174,20 +188,26 @@ impl Supervisor {
                     _ => None,
                 };
                 if let Some(io) = online {
-                    for addr in &app.ports {
+                    for addr in &io.held {
                         live.entry(*addr).or_default().push(io.member.clone());
                     }
                 }
             }
         }
-        let addresses: Vec<ListenAddr> = self.apps.iter().flat_map(|a| a.ports.clone()).collect();
+        // Every port with a socket, the apps' own and those they used to have.
+        let addresses: BTreeSet<ListenAddr> = self
+            .apps
+            .iter()
+            .flat_map(|a| a.ports.iter().copied())
+            .chain(self.listeners.addresses())
+            .collect();
         for addr in addresses {
             let members = live.remove(&addr).unwrap_or_default();
             let gone: Vec<Member> = self
                 .listeners
                 .members(&addr)
                 .into_iter()
-                .filter(|m| !kept.contains(m))
+                .filter(|m| !kept.contains(&(addr, m.clone())))
                 .collect();
             // Each socket to close is closed with the program pointed at live sockets whose
             // index its closing does not move (the last takes its index), then the
@@ -199,6 +219,25 @@ impl Supervisor {
             }
             self.steer(&addr, &members);
         }
+    }
+
+    /// After a reload of app `a`: it uses its declared ports and those its instances hold
+    /// now; a port only its old version listened on is dropped, and its sockets close
+    /// once no process holds them (connections to it are then refused).
+    pub(super) fn forget_unused_ports(&mut self, a: usize) {
+        let app = &self.apps[a];
+        let declared = declared_ports(&app.plan);
+        let held: Vec<ListenAddr> = app
+            .slots
+            .iter()
+            .filter_map(|s| s.phase.run())
+            .filter_map(|r| self.runs.get(&r.serial))
+            .flat_map(|io| io.held.iter().copied())
+            .collect();
+        self.apps[a]
+            .ports
+            .retain(|p| declared.contains(p) || held.contains(p));
+        self.sync_live_sockets();
     }
 
     fn steer(&mut self, addr: &ListenAddr, live: &[Member]) {

@@ -397,6 +397,7 @@ impl Supervisor {
         };
         // No instance stays parked once the reload is over.
         self.release_parked(a, None, now);
+        self.forget_unused_ports(a);
         let app = &mut self.apps[a];
         if let Some(m) = &self.metrics {
             let took = app

@@ -257,9 +257,11 @@ impl Supervisor {
                 )
             })?;
         }
-        // Ports the instances asked for themselves stay shared.
+        // Ports the instances asked for themselves stay shared until the reload is over
+        // (`forget_unused_ports`); the old plan's declared ports do not.
+        let declared_before = super::ports::declared_ports(&self.apps[a].plan);
         for learned in &self.apps[a].ports {
-            if !ports.contains(learned) && !self.apps[a].plan.listen.contains(learned) {
+            if !ports.contains(learned) && !declared_before.contains(learned) {
                 ports.push(*learned);
             }
         }

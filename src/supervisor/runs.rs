@@ -3,6 +3,8 @@
 //! IPC messages, notify datagrams), and forgetting it when it is gone.
 
 use std::collections::VecDeque;
+
+use crate::sockets::ListenAddr;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -35,6 +37,9 @@ pub(super) struct RunIo {
     pub slot: usize,
     /// Its slot's socket on each shared port.
     pub(super) member: Member,
+    /// The ports whose socket (`member`'s) it holds: passed at its start, or handed
+    /// over when it listened. A socket a process holds stays open whatever hotrun does.
+    pub(super) held: Vec<ListenAddr>,
     /// hotrun's end of the IPC channel (for messages and socket handles).
     pub(super) ipc: StdUnixStream,
     notify: Option<(PathBuf, JoinHandle<()>)>,
@@ -89,41 +94,21 @@ impl Supervisor {
         };
         let app = &self.apps[a];
         let slot = &app.slots[s];
-
-        // The socket of each port (bound now for a new slot or lane).
         let member = Member::lane(&app.plan.name, slot.id, lane);
-        let mut fds: Vec<OwnedFd> = Vec::with_capacity(app.ports.len());
-        for addr in &app.ports {
-            let fd = self
-                .listeners
-                .get_or_bind(*addr, &member)
-                .and_then(|fd| fd.try_clone_to_owned())
-                .map_err(|e| format!("cannot listen on {addr}: {}", bind_error(&e)))?;
-            fds.push(fd);
-        }
-        let mut env = vec![
-            ("HOTRUN_TOKEN".to_string(), serial.to_string()),
-            (
-                "HOTRUN_CONTROL".to_string(),
-                self.runtime.control_socket().display().to_string(),
-            ),
-            ("HOTRUN_LISTEN_FDS".to_string(), listen_fds_json(&app.ports)),
-            (
-                "NODE_OPTIONS".to_string(),
-                node_options(app, &self.runtime.preload()),
-            ),
-        ];
+        // A successor may be a new version that listens elsewhere: it gets the declared
+        // ports, and asks for the others when it listens. Any other start gets every port
+        // the app uses.
+        let ports = match role {
+            Role::Successor => super::ports::declared_ports(&app.plan),
+            _ => app.ports.clone(),
+        };
+        let fds = self.sockets_of(&member, &ports)?;
+        let app = &self.apps[a];
+        let slot = &app.slots[s];
         let notify_path = self.runtime.notify_socket(serial);
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).ok();
-        if notify.is_some() {
-            env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
-        }
-        if !app.plan.listen.is_empty() {
-            env.push(("LISTEN_FDS".into(), app.plan.listen.len().to_string()));
-            let names: Vec<String> = app.plan.listen.iter().map(|l| l.to_string()).collect();
-            env.push(("LISTEN_FDNAMES".into(), names.join(":")));
-        }
+        let env = self.start_env(a, serial, &ports, notify.as_ref().map(|_| &*notify_path));
         let req = SpawnRequest {
             app: &app.plan,
             id: slot.id,
@@ -151,23 +136,94 @@ impl Supervisor {
             serial,
             started: now,
         };
+        let notify = notify.map(|sock| (notify_path, sock));
+        self.follow_run(a, s, run, child, member, ports, notify, now);
+        Ok(run)
+    }
+
+    /// `member`'s socket of each of `ports` (bound now for a new slot or lane), as fds to
+    /// pass.
+    fn sockets_of(
+        &mut self,
+        member: &Member,
+        ports: &[ListenAddr],
+    ) -> Result<Vec<OwnedFd>, String> {
+        ports
+            .iter()
+            .map(|addr| {
+                self.listeners
+                    .get_or_bind(*addr, member)
+                    .and_then(|fd| fd.try_clone_to_owned())
+                    .map_err(|e| format!("cannot listen on {addr}: {}", bind_error(&e)))
+            })
+            .collect()
+    }
+
+    /// What hotrun adds to an instance's environment: its marker (run serial and this
+    /// hotrun's control socket), the sockets it gets, the preload, the notify socket and
+    /// systemd's LISTEN_* for `listen`.
+    fn start_env(
+        &self,
+        a: usize,
+        serial: u64,
+        ports: &[ListenAddr],
+        notify: Option<&Path>,
+    ) -> Vec<(String, String)> {
+        let app = &self.apps[a];
+        let mut env = vec![
+            ("HOTRUN_TOKEN".to_string(), serial.to_string()),
+            (
+                "HOTRUN_CONTROL".to_string(),
+                self.runtime.control_socket().display().to_string(),
+            ),
+            ("HOTRUN_LISTEN_FDS".to_string(), listen_fds_json(ports)),
+            (
+                "NODE_OPTIONS".to_string(),
+                node_options(app, &self.runtime.preload()),
+            ),
+        ];
+        if let Some(path) = notify {
+            env.push(("NOTIFY_SOCKET".into(), path.display().to_string()));
+        }
+        if !app.plan.listen.is_empty() {
+            env.push(("LISTEN_FDS".into(), app.plan.listen.len().to_string()));
+            let names: Vec<String> = app.plan.listen.iter().map(|l| l.to_string()).collect();
+            env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+        }
+        env
+    }
+
+    /// Follows a started run: its output, IPC channel and notify socket are read, its
+    /// probes start, the guard knows its pid.
+    #[allow(clippy::too_many_arguments)]
+    fn follow_run(
+        &mut self,
+        a: usize,
+        s: usize,
+        run: Run,
+        child: crate::process::spawn::Spawned,
+        member: Member,
+        held: Vec<ListenAddr>,
+        notify: Option<(PathBuf, UnixDatagram)>,
+        now: Instant,
+    ) {
+        let serial = run.serial;
         if let Some(g) = self.guard.as_mut() {
             g.add(child.pid);
         }
-        let id = slot.id;
+        let id = self.apps[a].slots[s].id;
         self.read_pipe(serial, a, id, Stream::Out, child.stdout.into());
         self.read_pipe(serial, a, id, Stream::Err, child.stderr.into());
         if let Ok(reader) = child.ipc.try_clone() {
             self.read_ipc(serial, reader);
         }
-        let notify = notify.map(|sock| (notify_path, self.read_notify(serial, sock)));
-        let probe = self.apps[a]
-            .plan
+        let notify = notify.map(|(path, sock)| (path, self.read_notify(serial, sock)));
+        let plan = &self.apps[a].plan;
+        let probe = plan
             .readiness_probe
             .as_ref()
             .map(|p| super::probes::ProbeState::new(now, p.initial_delay));
-        let liveness = self.apps[a]
-            .plan
+        let liveness = plan
             .liveness_probe
             .as_ref()
             .map(|p| super::probes::LiveState::new(now, p.initial_delay));
@@ -177,6 +233,7 @@ impl Supervisor {
                 app: a,
                 slot: s,
                 member,
+                held,
                 ipc: child.ipc,
                 notify,
                 stderr_tail: VecDeque::new(),
@@ -185,7 +242,6 @@ impl Supervisor {
             },
         );
         self.pids.insert(child.pid, serial);
-        Ok(run)
     }
 
     fn read_pipe(&mut self, serial: u64, app: usize, id: u32, stream: Stream, fd: OwnedFd) {
