@@ -4,25 +4,33 @@
 use super::{apps, ask, connect};
 use crate::cli::Global;
 use crate::control::client;
-use crate::control::protocol::{ReloadEvent, Request};
+use crate::control::protocol::{ReloadEvent, Request, Response};
 use crate::{exit, logs};
 
 /// `hotrun reload`, `restart`, `stop`: print the answer; 0 when it is ok.
 pub fn control(global: &Global, request: Request) -> i32 {
     match ask(global, request) {
         Err(code) => code,
-        Ok(reply) if reply.ok => {
-            if let Some(m) = reply.message {
-                println!("{m}");
-            }
-            exit::OK
-        }
-        Ok(reply) => {
-            for line in reply.error.unwrap_or_default().lines() {
+        Ok(reply) => answered(reply),
+    }
+}
+
+/// Prints a reply's line (its error on stderr); the exit code it means.
+fn answered(reply: Response) -> i32 {
+    match reply {
+        Response::Failed(error) => {
+            for line in error.lines() {
                 logs::say(line);
             }
             exit::FAILURE
         }
+        Response::Done(message) => {
+            if !message.is_empty() {
+                println!("{message}");
+            }
+            exit::OK
+        }
+        _ => exit::OK,
     }
 }
 
@@ -64,15 +72,7 @@ pub fn reload(
             Ok(r) => r,
             Err(_) => continue,
         };
-        return if reply.ok {
-            println!("{}", reply.message.unwrap_or_default());
-            exit::OK
-        } else {
-            for l in reply.error.unwrap_or_default().lines() {
-                logs::say(l);
-            }
-            exit::FAILURE
-        };
+        return answered(reply);
     }
 }
 
@@ -96,7 +96,7 @@ pub fn events(global: &Global) -> i32 {
             print_event(&event, &line);
         } else if let Ok(reply) = serde_json::from_str::<client::Reply>(&line) {
             // The answer: from now on every event comes.
-            if let Some(m) = reply.message {
+            if let Response::Done(m) = reply {
                 logs::say(&m);
             }
         }

@@ -8,7 +8,7 @@ use super::options;
 use crate::cli::Global;
 use crate::config;
 use crate::control::client;
-use crate::control::protocol::{FileStream, LogFile, Request};
+use crate::control::protocol::{FileStream, LogFile, Request, Response};
 use crate::{exit, logs};
 
 /// `hotrun logs [APP] [--lines N] [--follow]`: the same prefixes and colours as the runner.
@@ -32,14 +32,18 @@ pub fn logs(global: &Global, app: Option<String>, lines: usize, follow: bool) ->
             return exit::FAILURE;
         }
     };
-    if !reply.ok {
-        logs::say(&reply.error.unwrap_or_default());
-        return exit::FAILURE;
-    }
-    for file in reply.files.unwrap_or_default() {
+    let (records, files) = match reply {
+        Response::Logs { lines, files } => (lines, files),
+        Response::Failed(error) => {
+            logs::say(&error);
+            return exit::FAILURE;
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    for file in files {
         print_file(&file, lines);
     }
-    for record in reply.lines.unwrap_or_default() {
+    for record in records {
         print_record(&record);
     }
     if follow {

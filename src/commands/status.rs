@@ -14,13 +14,12 @@ pub fn status(global: &Global, json: bool) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let Some(mut status) = reply.status else {
-        logs::say(
-            &reply
-                .error
-                .unwrap_or_else(|| "no status in the answer".into()),
-        );
-        return exit::FAILURE;
+    let mut status = match reply.into_status() {
+        Ok(status) => status,
+        Err(e) => {
+            logs::say(&e);
+            return exit::FAILURE;
+        }
     };
     if !global.only.is_empty() {
         status.apps.retain(|a| global.only.contains(&a.name));
@@ -45,7 +44,7 @@ pub fn ready(global: &Global, verbose: bool) -> i32 {
         .and_then(|opts| config::find(&opts).ok())
         .ok_or_else(|| "no ecosystem file".to_string())
         .and_then(|(path, _, _)| client::send(&path, &Request::Status).map_err(|e| e.to_string()))
-        .and_then(|reply| reply.status.ok_or_else(|| "no status in the answer".into()));
+        .and_then(|reply| reply.into_status());
     let status = match status {
         Ok(s) => s,
         Err(e) => {
@@ -177,7 +176,9 @@ pub fn ls() -> i32 {
         let Ok(reply) = client::send_to(&socket, &Request::Status) else {
             continue;
         };
-        let Some(status) = reply.status else { continue };
+        let Ok(status) = reply.into_status() else {
+            continue;
+        };
         for app in &status.apps {
             let online = app
                 .instances

@@ -59,23 +59,98 @@ fn default_lines() -> usize {
     50
 }
 
-/// A response: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+/// A response, one of four kinds. On the socket it is one JSON object: `{"ok": true,
+/// "message": ...}`, `{"ok": true, "status": {...}}`, `{"ok": true, "lines": [...],
+/// "files": [...]}` or `{"ok": false, "error": "..."}` (see `Wire`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
+#[serde(into = "Wire", try_from = "Wire")]
+pub enum Response {
+    /// Done; a line for the user.
+    Done(String),
+    /// Not done; why, for the user.
+    Failed(String),
+    Status(Box<Status>),
+    /// Output records (`hotrun logs`), and log files for the client to read back, for
+    /// apps whose lines in memory are fewer than asked (their records are not in `lines`).
+    Logs {
+        lines: Vec<Value>,
+        files: Vec<LogFile>,
+    },
+}
+
+/// A response as it is written on the socket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Wire {
+    ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    /// Output records (`hotrun logs`).
+    status: Option<Box<Status>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lines: Option<Vec<Value>>,
-    /// Log files for the client to read back (`hotrun logs`), for apps whose lines in
-    /// memory are fewer than asked; their records are not in `lines`.
+    lines: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<Vec<LogFile>>,
+    files: Option<Vec<LogFile>>,
+}
+
+impl From<Response> for Wire {
+    fn from(r: Response) -> Wire {
+        match r {
+            Response::Done(message) => Wire {
+                ok: true,
+                message: Some(message),
+                ..Wire::default()
+            },
+            Response::Failed(error) => Wire {
+                ok: false,
+                error: Some(error),
+                ..Wire::default()
+            },
+            Response::Status(status) => Wire {
+                ok: true,
+                status: Some(status),
+                ..Wire::default()
+            },
+            Response::Logs { lines, files } => Wire {
+                ok: true,
+                lines: Some(lines),
+                files: (!files.is_empty()).then_some(files),
+                ..Wire::default()
+            },
+        }
+    }
+}
+
+impl TryFrom<Wire> for Response {
+    type Error = String;
+
+    fn try_from(w: Wire) -> Result<Response, String> {
+        Ok(match w {
+            Wire {
+                ok: false, error, ..
+            } => Response::Failed(error.unwrap_or_default()),
+            Wire {
+                status: Some(status),
+                ..
+            } => Response::Status(status),
+            Wire {
+                lines: Some(lines),
+                files,
+                ..
+            } => Response::Logs {
+                lines,
+                files: files.unwrap_or_default(),
+            },
+            Wire {
+                files: Some(files), ..
+            } => Response::Logs {
+                lines: Vec::new(),
+                files,
+            },
+            Wire { message, .. } => Response::Done(message.unwrap_or_default()),
+        })
+    }
 }
 
 /// One step of a reload (its build, each instance started, ready, stopped or killed, its
@@ -300,46 +375,27 @@ pub enum FileStream {
 
 impl Response {
     pub fn ok(message: impl Into<String>) -> Response {
-        Response {
-            ok: true,
-            error: None,
-            message: Some(message.into()),
-            status: None,
-            lines: None,
-            files: None,
-        }
+        Response::Done(message.into())
     }
 
     pub fn err(error: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            error: Some(error.into()),
-            message: None,
-            status: None,
-            lines: None,
-            files: None,
-        }
+        Response::Failed(error.into())
     }
 
     pub fn status(status: Status) -> Response {
-        Response {
-            ok: true,
-            error: None,
-            message: None,
-            status: Some(status),
-            lines: None,
-            files: None,
-        }
+        Response::Status(Box::new(status))
     }
 
     pub fn lines(lines: Vec<Value>, files: Vec<LogFile>) -> Response {
-        Response {
-            ok: true,
-            error: None,
-            message: None,
-            status: None,
-            lines: Some(lines),
-            files: (!files.is_empty()).then_some(files),
+        Response::Logs { lines, files }
+    }
+
+    /// The status, for a `Status` request; otherwise what the answer said instead.
+    pub fn into_status(self) -> Result<Status, String> {
+        match self {
+            Response::Status(status) => Ok(*status),
+            Response::Failed(error) => Err(error),
+            _ => Err("no status in the answer".into()),
         }
     }
 }
@@ -347,6 +403,46 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_of_response_is_one_json_object_and_reads_back() {
+        let file = LogFile {
+            app: "web".into(),
+            app_index: 0,
+            label: "web".into(),
+            stream: FileStream::Both,
+            path: "/tmp/web.log".into(),
+        };
+        let cases = [
+            (
+                Response::ok("reload requested"),
+                r#"{"ok":true,"message":"reload requested"}"#,
+            ),
+            (
+                Response::err("no app x"),
+                r#"{"ok":false,"error":"no app x"}"#,
+            ),
+            (
+                Response::lines(vec![serde_json::json!({"line": "a"})], vec![]),
+                r#"{"ok":true,"lines":[{"line":"a"}]}"#,
+            ),
+            (
+                Response::lines(vec![], vec![file]),
+                r#"{"ok":true,"lines":[],"files":[{"app":"web","app_index":0,"label":"web","stream":"both","path":"/tmp/web.log"}]}"#,
+            ),
+        ];
+        for (response, wire) in cases {
+            assert_eq!(serde_json::to_string(&response).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<Response>(wire).unwrap(), response);
+        }
+        // An answer with nothing but `ok` (an older hotrun's) is done, without a line.
+        let bare: Response = serde_json::from_str(r#"{"ok":true}"#).unwrap();
+        assert_eq!(bare, Response::Done(String::new()));
+        assert_eq!(
+            Response::err("stopping").into_status(),
+            Err("stopping".to_string())
+        );
+    }
 
     #[test]
     fn requests_round_trip_and_unknown_ones_are_refused() {

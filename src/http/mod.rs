@@ -101,7 +101,7 @@ async fn ask(tx: &mpsc::Sender<Incoming>) -> Option<Status> {
     };
     tokio::time::timeout(LOOP_TIMEOUT, async {
         tx.send(incoming).await.ok()?;
-        answer.await.ok()?.status
+        answer.await.ok()?.into_status().ok()
     })
     .await
     .ok()

@@ -57,7 +57,6 @@ use crate::logs::{self, LogSink, Stream};
 use crate::plan::Plan;
 use crate::process::guard::Guard;
 use crate::runtime_dir::RuntimeDir;
-use crate::sockets::reuseport::Member;
 use crate::sockets::Listeners;
 pub use check::CheckReport;
 use effects::Effects;
@@ -275,16 +274,7 @@ impl Supervisor {
                     app.name
                 ));
             }
-            for addr in &ports {
-                let first = Member::new(&app.name, 0);
-                listeners.claim(*addr, &first).map_err(|e| {
-                    format!(
-                        "{}: cannot listen on {addr}: {}",
-                        app.name,
-                        ports::bind_error(&e)
-                    )
-                })?;
-            }
+            ports::claim_declared(&mut listeners, &app)?;
             let slots = (0..app.instances)
                 .map(|id| {
                     pm_id += 1;

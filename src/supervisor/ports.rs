@@ -54,6 +54,21 @@ pub(super) fn declared_ports(app: &AppPlan) -> Vec<ListenAddr> {
     ports
 }
 
+/// Makes the app's declared ports hotrun's (`Listeners::claim`), before any instance
+/// starts: a port another process holds is an error naming the app and the port.
+pub(super) fn claim_declared(
+    listeners: &mut crate::sockets::Listeners,
+    app: &AppPlan,
+) -> Result<Vec<ListenAddr>, String> {
+    let ports = declared_ports(app);
+    for addr in &ports {
+        listeners
+            .claim(*addr, &Member::new(&app.name, 0))
+            .map_err(|e| format!("{}: cannot listen on {addr}: {}", app.name, bind_error(&e)))?;
+    }
+    Ok(ports)
+}
+
 /// Whether the app's instances will report that they listen (Node apps on a port hotrun
 /// shares); other apps are ready after `min_uptime` unless they send READY=1.
 pub(super) fn expects_listen(app: &AppPlan, ports: &[ListenAddr]) -> bool {

@@ -15,8 +15,6 @@ use super::{AppState, SlotState, Supervisor};
 use crate::config::{self, LoadOptions};
 use crate::control::protocol::Response;
 use crate::plan::{AppPlan, Plan};
-use crate::sockets::reuseport::Member;
-use crate::sockets::ListenAddr;
 
 /// Where the plan comes from, and how a command adjusts it (`hotrun watch`).
 #[derive(Debug, Clone)]
@@ -215,17 +213,7 @@ impl Supervisor {
 
     /// Adds and starts an app that was not in the file before.
     fn add_app(&mut self, plan: AppPlan, now: Instant) -> Result<(), String> {
-        let ports = super::ports::declared_ports(&plan);
-        for addr in &ports {
-            let first = Member::new(&plan.name, 0);
-            self.listeners.claim(*addr, &first).map_err(|e| {
-                format!(
-                    "{}: cannot listen on {addr}: {}",
-                    plan.name,
-                    super::ports::bind_error(&e)
-                )
-            })?;
-        }
+        let ports = super::ports::claim_declared(&mut self.listeners, &plan)?;
         let a = self.apps.len();
         let state = AppState::new(plan, ports, Vec::new());
         self.apps.push(state);
@@ -246,17 +234,7 @@ impl Supervisor {
         new: AppPlan,
         now: Instant,
     ) -> Result<(), String> {
-        let mut ports: Vec<ListenAddr> = super::ports::declared_ports(&new);
-        for addr in &ports {
-            let first = Member::new(&new.name, 0);
-            self.listeners.claim(*addr, &first).map_err(|e| {
-                format!(
-                    "{}: cannot listen on {addr}: {}",
-                    new.name,
-                    super::ports::bind_error(&e)
-                )
-            })?;
-        }
+        let mut ports = super::ports::claim_declared(&mut self.listeners, &new)?;
         // Ports the instances asked for themselves stay shared until the reload is over
         // (`forget_unused_ports`); the old plan's declared ports do not.
         let declared_before = super::ports::declared_ports(&self.apps[a].plan);
