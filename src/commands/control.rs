@@ -94,11 +94,9 @@ pub fn events(global: &Global) -> i32 {
     while std::io::BufRead::read_line(&mut conn, &mut line).unwrap_or(0) > 0 {
         if let Ok(event) = serde_json::from_str::<ReloadEvent>(&line) {
             print_event(&event, &line);
-        } else if let Ok(reply) = serde_json::from_str::<client::Reply>(&line) {
+        } else if let Ok(Response::Done(m)) = serde_json::from_str::<client::Reply>(&line) {
             // The answer: from now on every event comes.
-            if let Response::Done(m) = reply {
-                logs::say(&m);
-            }
+            logs::say(&m);
         }
         line.clear();
     }
