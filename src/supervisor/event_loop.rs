@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal as UnixSignal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::{console, effects, rollout, triggers, RunOptions, Supervisor};
@@ -35,47 +35,42 @@ pub fn run(plan: Plan, opts: RunOptions) -> i32 {
     rt.block_on(run_loop(plan, opts))
 }
 
-async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
-    reaper::become_subreaper();
-    // Signal streams first: no exit and no stop request may be missed.
-    let streams = (
-        signal(SignalKind::child()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    );
-    let (mut sigchld, mut sigterm, mut sigint, mut sighup) = match streams {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        _ => {
-            logs::say("cannot install signal handlers");
-            return crate::exit::FAILURE;
-        }
-    };
-    let runtime = match RuntimeDir::create(&plan.config) {
-        Ok(dir) => dir,
-        Err(e) => {
-            logs::say(&format!("cannot create hotrun's runtime folder: {e}"));
-            return crate::exit::FAILURE;
-        }
-    };
+/// The signals the loop answers.
+struct Signals {
+    child: UnixSignal,
+    term: UnixSignal,
+    int: UnixSignal,
+    hup: UnixSignal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            child: signal(SignalKind::child())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// What the loop serves beside the instances: the control socket (its file removed when
+/// this is dropped), and the HTTP endpoint with its metrics when `--http` is set. Both
+/// send their requests to the returned receiver.
+type Served = (
+    SocketFile,
+    mpsc::Receiver<Incoming>,
+    Option<crate::http::Metrics>,
+);
+
+fn serve(runtime: &RuntimeDir, opts: &RunOptions) -> Result<Served, String> {
     let socket_path = runtime.control_socket();
-    let control = match server::bind(&socket_path) {
-        Ok(l) => l,
-        Err(e) => {
-            logs::say(&format!("cannot open the control socket: {e}"));
-            return crate::exit::FAILURE;
-        }
-    };
-    let _socket_file = SocketFile(socket_path);
-    let (control_tx, mut control_rx) = mpsc::channel::<Incoming>(64);
+    let control =
+        server::bind(&socket_path).map_err(|e| format!("cannot open the control socket: {e}"))?;
+    let socket_file = SocketFile(socket_path);
+    let (control_tx, control_rx) = mpsc::channel::<Incoming>(64);
     // The endpoint is bound before anything starts: a port in use stops hotrun here.
-    let endpoint = match opts.http.as_deref().map(crate::http::bind).transpose() {
-        Ok(e) => e,
-        Err(msg) => {
-            logs::say(&msg);
-            return crate::exit::FAILURE;
-        }
-    };
+    let endpoint = opts.http.as_deref().map(crate::http::bind).transpose()?;
     let metrics = endpoint.map(|(listener, addr)| {
         let metrics = crate::http::Metrics::new();
         logs::say(&format!(
@@ -89,8 +84,13 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         metrics
     });
     tokio::spawn(server::serve(control, control_tx));
+    Ok((socket_file, control_rx, metrics))
+}
 
-    let guard = match Guard::start() {
+/// The guard process, which stops every instance if hotrun is killed; none (said) when
+/// it cannot start.
+fn start_guard(runtime: &RuntimeDir) -> Option<Guard> {
+    match Guard::start() {
         Ok(mut g) => {
             g.mark(&runtime.control_socket());
             Some(g)
@@ -101,7 +101,31 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             ));
             None
         }
+    }
+}
+
+async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
+    reaper::become_subreaper();
+    // Signal streams first: no exit and no stop request may be missed.
+    let Ok(mut signals) = Signals::install() else {
+        logs::say("cannot install signal handlers");
+        return crate::exit::FAILURE;
     };
+    let runtime = match RuntimeDir::create(&plan.config) {
+        Ok(dir) => dir,
+        Err(e) => {
+            logs::say(&format!("cannot create hotrun's runtime folder: {e}"));
+            return crate::exit::FAILURE;
+        }
+    };
+    let (_socket_file, mut control_rx, metrics) = match serve(&runtime, &opts) {
+        Ok(served) => served,
+        Err(msg) => {
+            logs::say(&msg);
+            return crate::exit::FAILURE;
+        }
+    };
+    let guard = start_guard(&runtime);
     let (tx, mut rx) = mpsc::channel(1024);
     let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts, Box::new(effects::System))
     {
@@ -132,10 +156,10 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         tokio::select! {
             Some(ev) = rx.recv() => sup.on_event(ev),
             Some(incoming) = control_rx.recv() => sup.on_request(incoming),
-            _ = sigchld.recv() => sup.on_reaped(reaper::reap()),
-            _ = sigterm.recv() => sup.on_stop_signal(Signal::SIGTERM, sup.fx.now()),
-            _ = sigint.recv() => sup.on_stop_signal(Signal::SIGINT, sup.fx.now()),
-            _ = sighup.recv() => {
+            _ = signals.child.recv() => sup.on_reaped(reaper::reap()),
+            _ = signals.term.recv() => sup.on_stop_signal(Signal::SIGTERM, sup.fx.now()),
+            _ = signals.int.recv() => sup.on_stop_signal(Signal::SIGINT, sup.fx.now()),
+            _ = signals.hup.recv() => {
                 sup.reload_apps(None, rollout::Trigger::Signal, None);
             }
             _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
