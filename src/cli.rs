@@ -135,6 +135,18 @@ pub enum CommandKind {
     Ls,
     /// Follow the running hotrun's reload events (JSON lines with --log-format json).
     Events,
+    /// Upgrade the running hotrun to a new binary without restarting an app or closing a
+    /// socket: it execs the binary in its own process, which takes every instance over
+    /// (SIGUSR2 does the same with hotrun's own path).
+    Upgrade {
+        /// The new binary (default: the running hotrun's own path, which a package or
+        /// `cargo install` replaced).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+        /// Tests only: the new side refuses the state, so hotrun falls back.
+        #[arg(long, hide = true)]
+        refuse_state: bool,
+    },
     /// Show recent output of the running hotrun's instances, and follow it.
     Logs {
         /// Only this app's lines.

@@ -20,4 +20,5 @@ pub mod schedule;
 pub mod sockets;
 pub mod startup;
 pub mod supervisor;
+pub mod upgrade;
 pub mod watch;

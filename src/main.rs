@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         Some(CommandKind::Init) => commands::init(g),
         Some(CommandKind::Startup { write, .. }) => commands::startup_systemd(g, *write),
         Some(CommandKind::Events) => commands::events(g),
+        Some(CommandKind::Upgrade {
+            binary,
+            refuse_state,
+        }) => commands::upgrade(g, binary.clone(), *refuse_state),
         Some(CommandKind::Ls) => commands::ls(),
         Some(CommandKind::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -109,3 +109,72 @@ pub fn restart(global: &Global, names: &[String]) -> i32 {
     };
     control(global, request)
 }
+
+/// `hotrun upgrade`: the running hotrun execs the new binary, which takes every instance
+/// over; waits until it answers again and says how it ended (0: upgraded).
+pub fn upgrade(global: &Global, binary: Option<std::path::PathBuf>, refuse_state: bool) -> i32 {
+    let before = match ask(global, Request::Status).map(Response::into_status) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            logs::say(&e);
+            return exit::FAILURE;
+        }
+        Err(code) => return code,
+    };
+    // Asked again and again while the exec runs: quiet about a connection it cut.
+    let status = || -> Result<Result<crate::control::protocol::Status, String>, ()> {
+        client::send(&before.config, &Request::Status)
+            .map(Response::into_status)
+            .map_err(drop)
+    };
+    let binary = binary.map(|b| std::env::current_dir().map_or(b.clone(), |d| d.join(b)));
+    match ask(
+        global,
+        Request::Upgrade {
+            binary,
+            refuse_state,
+        },
+    ) {
+        Ok(Response::Failed(e)) => {
+            for line in e.lines() {
+                logs::say(line);
+            }
+            return exit::FAILURE;
+        }
+        Ok(Response::Done(m)) => println!("{m}"),
+        // The exec may have cut the answer: the status says how it went.
+        _ => {}
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(Ok(now)) = status() {
+            match now
+                .upgrade
+                .as_ref()
+                .filter(|u| Some(*u) != before.upgrade.as_ref())
+            {
+                Some(u) if u.ok => {
+                    println!(
+                        "upgraded from hotrun {} to {} (pid {}): every instance kept",
+                        u.from, now.version, now.pid
+                    );
+                    return exit::OK;
+                }
+                Some(u) => {
+                    logs::say(&format!(
+                        "upgrade not done: {}; hotrun {} runs on",
+                        u.refused.as_deref().unwrap_or("refused"),
+                        now.version
+                    ));
+                    return exit::FAILURE;
+                }
+                None => {}
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            logs::say("hotrun did not say within 30 s how the upgrade went (see its log)");
+            return exit::FAILURE;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -8,7 +8,7 @@ mod running;
 mod setup;
 mod status;
 
-pub use control::{control, events, reload, restart};
+pub use control::{control, events, reload, restart, upgrade};
 pub use logs::logs;
 pub use running::{run, watch};
 pub use setup::{init, show_config, startup_systemd};

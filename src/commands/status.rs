@@ -117,6 +117,16 @@ pub fn status_table(status: &Status) -> String {
             ));
         }
     }
+    if let Some(u) = &status.upgrade {
+        let how = match &u.refused {
+            None => format!("upgraded from {} at {}", u.from, u.at),
+            Some(why) => format!("upgrade refused at {}: {why}", u.at),
+        };
+        out.push_str(&format!(
+            "hotrun {} (pid {}): {how}\n",
+            status.version, status.pid
+        ));
+    }
     out
 }
 

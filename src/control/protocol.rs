@@ -46,6 +46,15 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Exec `binary` (this hotrun's own by default) in this process, handing every
+    /// instance and socket over (`hotrun upgrade`). Answered before the exec.
+    Upgrade {
+        #[serde(default)]
+        binary: Option<std::path::PathBuf>,
+        /// A test's: the new side refuses the state, and hotrun falls back.
+        #[serde(default)]
+        refuse_state: bool,
+    },
     /// From hotrun's preload module in an instance's process that has no IPC channel.
     Instance {
         token: String,
@@ -217,6 +226,13 @@ pub enum ReloadStep {
         /// `build`, `plan`, `instance` or `abandoned`.
         failed: String,
     },
+    /// hotrun itself was upgraded (`hotrun upgrade`): every instance kept; `refused`
+    /// when the new binary did not take over (this is the old one again).
+    Upgraded {
+        from: String,
+        version: String,
+        refused: Option<String>,
+    },
 }
 
 /// What `status` answers (and `hotrun status --json` prints): every app and instance.
@@ -229,7 +245,26 @@ pub struct Status {
     /// hotrun is stopping (or waits its `shutdown_delay` before it does): not ready.
     #[serde(default)]
     pub stopping: bool,
+    /// The running binary's version.
+    #[serde(default)]
+    pub version: String,
+    /// The last upgrade of this hotrun (`hotrun upgrade`), if any.
+    #[serde(default)]
+    pub upgrade: Option<UpgradeStatus>,
     pub apps: Vec<AppStatus>,
+}
+
+/// How the last `hotrun upgrade` ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeStatus {
+    /// RFC 3339, local time.
+    pub at: String,
+    /// The version it came from.
+    pub from: String,
+    /// Whether the new binary took over; if not, why (this binary is the old one).
+    pub ok: bool,
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 impl Status {

@@ -52,7 +52,7 @@ fn json_line(app: Option<&str>, instance: Option<u32>, stream: &str, message: &[
 }
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Out,
     Err,

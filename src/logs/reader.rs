@@ -10,23 +10,49 @@ pub const MAX_LINE: usize = 64 * 1024;
 
 /// Calls `emit` with each line (without its newline) until end-of-file or a read error.
 /// `emit` returns false to stop reading early (the receiver is gone).
-pub async fn read_lines<R, F, Fut>(pipe: R, mut emit: F)
+pub async fn read_lines<R, F, Fut>(pipe: R, emit: F)
 where
     R: AsyncRead + Unpin,
     F: FnMut(Vec<u8>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    read_lines_until(pipe, std::future::pending::<()>(), emit).await;
+}
+
+/// `read_lines`, until `stop` completes: then the pipe is handed back with what was read
+/// from it and not handed on yet (a line begun, bytes read ahead), so that another reader
+/// (hotrun after an upgrade) goes on from there without a lost or torn line. `None` when
+/// the pipe ended first.
+pub async fn read_lines_until<R, S, F, Fut>(pipe: R, stop: S, mut emit: F) -> Option<(R, Vec<u8>)>
+where
+    R: AsyncRead + Unpin,
+    S: std::future::Future<Output = ()>,
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let mut reader = BufReader::with_capacity(16 * 1024, pipe);
     let mut line: Vec<u8> = Vec::new();
+    tokio::pin!(stop);
     loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+        // Stopping between lines only: a line is handed on whole or not at all.
+        let filled = tokio::select! {
+            biased;
+            _ = &mut stop => None,
+            filled = reader.fill_buf() => Some(filled.map(|b| b.is_empty())),
         };
-        if buf.is_empty() {
+        let eof = match filled {
+            None => {
+                line.extend_from_slice(reader.buffer());
+                return Some((reader.into_inner(), line));
+            }
+            Some(Ok(eof)) => eof,
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Some(Err(_)) => break,
+        };
+        if eof {
             break;
         }
+        let buf = reader.buffer();
         let room = MAX_LINE - line.len();
         let window = &buf[..buf.len().min(room)];
         let (taken, complete) = match memchr(window) {
@@ -41,12 +67,13 @@ where
         };
         reader.consume(taken);
         if complete && !emit(std::mem::take(&mut line)).await {
-            return;
+            return None;
         }
     }
     if !line.is_empty() {
         emit(line).await;
     }
+    None
 }
 
 fn memchr(buf: &[u8]) -> Option<usize> {
@@ -74,6 +101,30 @@ mod tests {
             got,
             vec![b"a".to_vec(), b"bb".to_vec(), b"".to_vec(), b"ccc".to_vec()]
         );
+    }
+
+    #[tokio::test]
+    async fn a_stopped_reader_hands_back_what_it_has_not_handed_on() {
+        // Two whole lines and a begun one, in one read: the stop comes after the first
+        // line was handed on (the sender is then slow), and nothing is lost or torn.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut stop_tx = Some(stop_tx);
+        let mut got = Vec::new();
+        let input: &[u8] = b"one\ntwo\nthr";
+        let left = read_lines_until(input, async { stop_rx.await.unwrap_or(()) }, |l| {
+            got.push(l);
+            if let Some(tx) = stop_tx.take() {
+                let _ = tx.send(());
+            }
+            async { true }
+        })
+        .await;
+        let (_, rest) = left.expect("stopped before the end");
+        let mut whole = got.join(&b'\n');
+        whole.push(b'\n');
+        whole.extend_from_slice(&rest);
+        assert_eq!(whole, input.to_vec());
+        assert!(got.len() < 3, "{got:?}");
     }
 
     #[tokio::test]

@@ -88,11 +88,17 @@ impl Console {
 
 impl Drop for Console {
     fn drop(&mut self) {
-        if let Some(queues) = QUEUES.get() {
-            let deadline = Instant::now() + Duration::from_secs(2);
-            for q in queues.all() {
-                q.flush_until(deadline);
-            }
+        flush_for(Duration::from_secs(2));
+    }
+}
+
+/// Waits (at most `wait`, for a reader that is stalled) until what is queued for the
+/// console is written: at exit, and before an upgrade's exec.
+pub fn flush_for(wait: Duration) {
+    if let Some(queues) = QUEUES.get() {
+        let deadline = Instant::now() + wait;
+        for q in queues.all() {
+            q.flush_until(deadline);
         }
     }
 }

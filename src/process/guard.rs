@@ -43,6 +43,20 @@ impl Guard {
         })
     }
 
+    /// The guard an upgrade's old hotrun started: its pid and hotrun's end of its pipe.
+    pub fn adopt(pid: i32, pipe: std::os::fd::OwnedFd) -> Guard {
+        Guard {
+            pipe: Some(ChildStdin::from(pipe)),
+            pid,
+        }
+    }
+
+    /// hotrun's end of the pipe, for an upgrade to hand on.
+    pub fn pipe_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.pipe.as_ref().map(|p| p.as_raw_fd())
+    }
+
     /// The control socket whose marker the instances' descendants carry.
     pub fn mark(&mut self, control_socket: &std::path::Path) {
         self.send(&format!("@{}\n", control_socket.display()));

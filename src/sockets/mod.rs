@@ -25,7 +25,9 @@ use nix::sys::socket::{
 const BACKLOG: i32 = 511;
 
 /// Where to listen: a port, on one address or on all of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ListenAddr {
     /// `None`: every address, IPv6 and IPv4 (as Node's `listen(port)`).
     pub host: Option<IpAddr>,
@@ -110,6 +112,21 @@ impl Listeners {
     /// `member`'s socket of `addr`, if bound.
     pub fn socket(&self, addr: &ListenAddr, member: &Member) -> Option<BorrowedFd<'_>> {
         self.groups.get(addr)?.get(member)
+    }
+
+    /// The groups an upgrade's old hotrun held.
+    pub fn adopt(groups: Vec<(ListenAddr, Vec<(Member, OwnedFd)>)>) -> Listeners {
+        Listeners {
+            groups: groups
+                .into_iter()
+                .map(|(addr, members)| (addr, Group::adopt(members)))
+                .collect(),
+        }
+    }
+
+    /// Every group's sockets, for an upgrade to hand on.
+    pub fn saved(&self) -> Vec<(ListenAddr, Vec<(Member, std::os::fd::RawFd)>)> {
+        self.groups.iter().map(|(a, g)| (*a, g.saved())).collect()
     }
 
     /// Every address with a socket.

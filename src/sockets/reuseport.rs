@@ -22,7 +22,9 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 /// Who a socket of the group is for: an app's slot, and which of the slot's sockets
 /// (`lane`: 0 at first, a new one for each reload's successor).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Member {
     pub app: String,
     pub slot: u32,
@@ -254,6 +256,26 @@ impl Group {
 
     pub fn get(&self, m: &Member) -> Option<BorrowedFd<'_>> {
         self.fds.get(m).map(|fd| fd.as_fd())
+    }
+
+    /// The group an upgrade's old hotrun held: its sockets in the kernel's order. The
+    /// program attached to them stays the kernel's; it is set again at the next change.
+    pub fn adopt(members: Vec<(Member, OwnedFd)>) -> Group {
+        let mut g = Group::new();
+        for (m, fd) in members {
+            g.add(m, fd);
+        }
+        g
+    }
+
+    /// Every member with its socket's descriptor, in the kernel's order.
+    pub fn saved(&self) -> Vec<(Member, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        self.members
+            .order
+            .iter()
+            .filter_map(|m| self.fds.get(m).map(|fd| (m.clone(), fd.as_raw_fd())))
+            .collect()
     }
 
     /// Adds the socket `fd` (bound with SO_REUSEPORT, listening) for `m`.

@@ -8,13 +8,17 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, Signal as UnixSignal, SignalKind};
 use tokio::sync::mpsc;
 
-use super::{console, effects, rollout, triggers, RunOptions, Supervisor};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{console, effects, handover, rollout, triggers, RunOptions, Supervisor};
 use crate::control::server::{self, Incoming, SocketFile};
 use crate::logs;
 use crate::plan::Plan;
 use crate::process::guard::Guard;
 use crate::process::reaper;
 use crate::runtime_dir::RuntimeDir;
+use crate::sockets::Listeners;
+use crate::upgrade;
 
 /// Runs the plan until every instance has ended (stopped by a signal or `hotrun stop`, or
 /// nothing left to run). Returns hotrun's exit code.
@@ -41,6 +45,7 @@ struct Signals {
     term: UnixSignal,
     int: UnixSignal,
     hup: UnixSignal,
+    usr2: UnixSignal,
 }
 
 impl Signals {
@@ -50,6 +55,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 }
@@ -61,16 +67,29 @@ type Served = (
     SocketFile,
     mpsc::Receiver<Incoming>,
     Option<crate::http::Metrics>,
+    (RawFd, Option<RawFd>),
 );
 
-fn serve(runtime: &RuntimeDir, opts: &RunOptions) -> Result<Served, String> {
+fn serve(
+    runtime: &RuntimeDir,
+    opts: &RunOptions,
+    adopted: Option<&upgrade::state::State>,
+) -> Result<Served, String> {
     let socket_path = runtime.control_socket();
-    let control =
-        server::bind(&socket_path).map_err(|e| format!("cannot open the control socket: {e}"))?;
+    let control = match adopted {
+        Some(state) => adopt_control(state.control_fd),
+        None => server::bind(&socket_path),
+    }
+    .map_err(|e| format!("cannot open the control socket: {e}"))?;
+    let control_fd = control.as_raw_fd();
     let socket_file = SocketFile(socket_path);
     let (control_tx, control_rx) = mpsc::channel::<Incoming>(64);
     // The endpoint is bound before anything starts: a port in use stops hotrun here.
-    let endpoint = opts.http.as_deref().map(crate::http::bind).transpose()?;
+    let endpoint = match adopted.and_then(|s| s.http_fd) {
+        Some(fd) => Some(adopt_http(fd).map_err(|e| format!("cannot take over --http: {e}"))?),
+        None => opts.http.as_deref().map(crate::http::bind).transpose()?,
+    };
+    let http_fd = endpoint.as_ref().map(|(l, _)| l.as_raw_fd());
     let metrics = endpoint.map(|(listener, addr)| {
         let metrics = crate::http::Metrics::new();
         logs::say(&format!(
@@ -84,7 +103,69 @@ fn serve(runtime: &RuntimeDir, opts: &RunOptions) -> Result<Served, String> {
         metrics
     });
     tokio::spawn(server::serve(control, control_tx));
-    Ok((socket_file, control_rx, metrics))
+    Ok((socket_file, control_rx, metrics, (control_fd, http_fd)))
+}
+
+/// The control socket an upgrade's old hotrun listened on.
+fn adopt_control(fd: RawFd) -> std::io::Result<tokio::net::UnixListener> {
+    // SAFETY: the state names it; the old hotrun kept it open across the exec.
+    let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    l.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(l)
+}
+
+/// The HTTP endpoint an upgrade's old hotrun listened on.
+fn adopt_http(fd: RawFd) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    // SAFETY: as `adopt_control`.
+    let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    l.set_nonblocking(true)?;
+    let addr = l.local_addr()?;
+    Ok((tokio::net::TcpListener::from_std(l)?, addr))
+}
+
+/// What the old hotrun's state holds beside the instances: the guard and the sockets.
+fn adopt_guard_and_sockets(state: &upgrade::state::State) -> (Option<Guard>, Listeners) {
+    // SAFETY (both): the state names them; the old hotrun kept them open for us.
+    let guard = state
+        .guard
+        .as_ref()
+        .map(|g| Guard::adopt(g.pid, unsafe { OwnedFd::from_raw_fd(g.fd) }));
+    let groups = state
+        .groups
+        .iter()
+        .map(|g| {
+            let members = g
+                .members
+                .iter()
+                .map(|(m, fd)| (m.clone(), unsafe { OwnedFd::from_raw_fd(*fd) }))
+                .collect();
+            (g.addr, members)
+        })
+        .collect();
+    (guard, Listeners::adopt(groups))
+}
+
+/// The new binary does not take the state: back to the old one with it. Returns only
+/// when that exec failed too; then hotrun exits and the guard stops what runs.
+fn fall_back(why: &str, state_fd: RawFd, from: &OwnedFd, fds: &[RawFd]) -> i32 {
+    logs::say(&format!(
+        "upgrade refused by hotrun {}: {why}; going back to the hotrun that ran before",
+        env!("CARGO_PKG_VERSION")
+    ));
+    logs::stdio::flush_for(Duration::from_secs(1));
+    let mut keep = fds.to_vec();
+    keep.extend([state_fd, from.as_raw_fd()]);
+    let _ = upgrade::exec::close_on_exec(&keep, false);
+    let err = upgrade::exec::exec(
+        upgrade::exec::Target::Fd(from.as_fd()),
+        state_fd,
+        from.as_raw_fd(),
+        Some(why),
+    );
+    logs::say(&format!(
+        "cannot go back to the hotrun that ran before ({err}): exiting; the guard stops every instance"
+    ));
+    crate::exit::FAILURE
 }
 
 /// The guard process, which stops every instance if hotrun is killed; none (said) when
@@ -106,10 +187,41 @@ fn start_guard(runtime: &RuntimeDir) -> Option<Guard> {
 
 async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
     reaper::become_subreaper();
-    // Signal streams first: no exit and no stop request may be missed.
+    // Signal streams first: no exit and no stop request may be missed. After an
+    // upgrade's exec they wait blocked until the state is taken (or handed back).
     let Ok(mut signals) = Signals::install() else {
         logs::say("cannot install signal handlers");
         return crate::exit::FAILURE;
+    };
+    let (adopted, refused) = match upgrade::incoming() {
+        upgrade::Incoming::Nothing => (None, None),
+        upgrade::Incoming::Refuse {
+            why,
+            state_fd,
+            from,
+        } => return fall_back(&why.to_string(), state_fd, &from, &[]),
+        upgrade::Incoming::Take {
+            state,
+            state_fd,
+            from,
+            refused,
+        } => {
+            if let Err(why) = upgrade::fits(&state, &plan) {
+                return fall_back(&why, state_fd.as_raw_fd(), &from, &state.fds());
+            }
+            drop((state_fd, from));
+            (Some(state), refused)
+        }
+    };
+    upgrade::exec::unblock_signals();
+    let own = match upgrade::exec::own_binary() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            logs::say(&format!(
+                "cannot open hotrun's own binary ({e}): hotrun upgrade cannot fall back"
+            ));
+            None
+        }
     };
     let runtime = match RuntimeDir::create(&plan.config) {
         Ok(dir) => dir,
@@ -118,17 +230,21 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             return crate::exit::FAILURE;
         }
     };
-    let (_socket_file, mut control_rx, metrics) = match serve(&runtime, &opts) {
-        Ok(served) => served,
-        Err(msg) => {
-            logs::say(&msg);
-            return crate::exit::FAILURE;
-        }
+    let (_socket_file, mut control_rx, metrics, fds) =
+        match serve(&runtime, &opts, adopted.as_ref()) {
+            Ok(served) => served,
+            Err(msg) => {
+                logs::say(&msg);
+                return crate::exit::FAILURE;
+            }
+        };
+    let (guard, listeners) = match &adopted {
+        Some(state) => adopt_guard_and_sockets(state),
+        None => (start_guard(&runtime), Listeners::default()),
     };
-    let guard = start_guard(&runtime);
     let (tx, mut rx) = mpsc::channel(1024);
-    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts, Box::new(effects::System))
-    {
+    let fx = Box::new(effects::System);
+    let mut sup = match Supervisor::new(plan, guard, tx, runtime, &opts, fx, listeners) {
         Ok(sup) => sup,
         Err(msg) => {
             logs::say(&msg);
@@ -142,7 +258,10 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         console::read_lines(console_tx);
     }
     let now = sup.fx.now();
-    sup.start_initial_builds(now);
+    match adopted {
+        Some(state) => sup.took_over(state, refused, now),
+        None => sup.start_initial_builds(now),
+    }
     sup.tick(now);
 
     loop {
@@ -162,11 +281,29 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             _ = signals.hup.recv() => {
                 sup.reload_apps(None, rollout::Trigger::Signal, None);
             }
+            _ = signals.usr2.recv() => {
+                let now = sup.fx.now();
+                sup.ask_upgrade(None, false, None, now);
+            }
             _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
             Some(line) = console_rx.recv() => sup.on_console(&line),
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         let now = sup.fx.now();
         sup.tick(now);
+        if let Some(ask) = sup.upgrade_due(now) {
+            match &own {
+                Some(own) => {
+                    let held = handover::held(fds.0, fds.1, ask.refuse);
+                    handover::hand_over(&mut sup, &mut rx, ask, held, own).await;
+                }
+                None => ask.answer(
+                    &mut sup.logs,
+                    crate::control::protocol::Response::err(
+                        "hotrun cannot open its own binary to fall back to",
+                    ),
+                ),
+            }
+        }
     }
 }

@@ -74,7 +74,8 @@ impl Glue {
         let mut opts = RunOptions::new(mode);
         opts.source = Some(source);
         let fx = Box::new(Fake(world.clone()));
-        let mut sup = Supervisor::new(plan, None, tx, runtime, &opts, fx).unwrap();
+        let mut sup =
+            Supervisor::new(plan, None, tx, runtime, &opts, fx, Default::default()).unwrap();
         let (etx, events) = mpsc::channel(1024);
         sup.event_followers.push(etx);
         let now = world.borrow().now();

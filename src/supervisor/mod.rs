@@ -28,6 +28,7 @@ mod console;
 mod effects;
 mod event_loop;
 mod events;
+mod handover;
 mod instances;
 mod logbook;
 mod ports;
@@ -45,6 +46,7 @@ mod status;
 mod takeback;
 mod timers;
 mod triggers;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -219,6 +221,10 @@ struct Supervisor {
     event_followers: Vec<mpsc::Sender<String>>,
     /// The next memory sample, when an app has `max_memory_restart`.
     memory_check_at: Option<Instant>,
+    /// A `hotrun upgrade` (or SIGUSR2) waiting for a moment it can run.
+    upgrade_ask: Option<upgrade::Ask>,
+    /// How the last upgrade ended (`status`).
+    upgraded: Option<crate::control::protocol::UpgradeStatus>,
 }
 
 /// At most this many instances are started in one turn of the loop.
@@ -240,6 +246,7 @@ impl Supervisor {
         runtime: RuntimeDir,
         opts: &RunOptions,
         fx: Box<dyn Effects>,
+        mut listeners: Listeners,
     ) -> Result<Supervisor, String> {
         let mode = opts.mode;
         let config_file = plan.config.clone();
@@ -259,7 +266,6 @@ impl Supervisor {
         }
         let logs = LogSink::new(&plan);
         let now = fx.now();
-        let mut listeners = Listeners::default();
         let mut pm_id = 0;
         let mut apps = Vec::with_capacity(plan.apps.len());
         for app in plan.apps {
@@ -322,6 +328,8 @@ impl Supervisor {
             probe_children: HashMap::new(),
             event_followers: Vec::new(),
             memory_check_at: None,
+            upgrade_ask: None,
+            upgraded: None,
         })
     }
 

@@ -49,6 +49,14 @@ impl Supervisor {
                     }
                 }
             },
+            Request::Upgrade {
+                binary,
+                refuse_state,
+            } => {
+                let now = self.fx.now();
+                self.ask_upgrade(binary, refuse_state, Some(reply), now);
+                return;
+            }
             Request::Events => {
                 if let Some(tx) = stream {
                     self.event_followers.push(tx);

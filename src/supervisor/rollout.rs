@@ -53,6 +53,25 @@ impl Trigger {
         }
     }
 
+    /// A trigger's name as `as_str` gives it (read back from an upgrade's state); an
+    /// unknown one reads as `hotrun reload`.
+    pub fn static_name(name: &str) -> &'static str {
+        [
+            Trigger::Signal,
+            Trigger::Command,
+            Trigger::Check,
+            Trigger::Watch,
+            Trigger::Console,
+            Trigger::Cron,
+            Trigger::Memory { slots: vec![] },
+            Trigger::Liveness { slots: vec![] },
+        ]
+        .iter()
+        .map(Trigger::as_str)
+        .find(|n| *n == name)
+        .unwrap_or("hotrun reload")
+    }
+
     /// The slots a reload for this trigger replaces, of an app with `n` slots.
     pub fn slots(&self, n: usize) -> Vec<usize> {
         match self {

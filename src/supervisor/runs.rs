@@ -42,15 +42,66 @@ pub(super) struct RunIo {
     pub(super) held: Vec<ListenAddr>,
     /// hotrun's end of the IPC channel (for messages and socket handles).
     pub(super) ipc: StdUnixStream,
-    notify: Option<(PathBuf, JoinHandle<()>)>,
+    pub(super) notify: Option<Notify>,
     stderr_tail: VecDeque<String>,
+    /// Its output pipes' readers (stdout, stderr), while they read.
+    pub(super) readers: Vec<PipeReader>,
     /// Its readiness probe, for an app with `readiness_probe`.
     pub(super) probe: Option<super::probes::ProbeState>,
     /// Its liveness probe, for an app with `liveness_probe`.
     pub(super) liveness: Option<super::probes::LiveState>,
 }
 
+/// The notify socket of a run (systemd's protocol): its path, its reader, and a
+/// descriptor of it that an upgrade hands on.
+pub(super) struct Notify {
+    pub(super) path: PathBuf,
+    task: JoinHandle<()>,
+    pub(super) fd: OwnedFd,
+}
+
+/// A task reading one output pipe of a run, and how to stop it (an upgrade takes the
+/// pipe back, with what was read from it and not yet written).
+pub(super) struct PipeReader {
+    pub(super) stream: Stream,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(super) task: JoinHandle<Option<(OwnedFd, Vec<u8>)>>,
+}
+
+impl PipeReader {
+    /// Asks it to stop at the next line boundary; `task` then gives the pipe back.
+    pub(super) fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 impl RunIo {
+    /// The I/O of a run an upgrade's old hotrun started (probes set by the caller).
+    pub(super) fn adopted(
+        app: usize,
+        slot: usize,
+        member: Member,
+        held: Vec<ListenAddr>,
+        ipc: StdUnixStream,
+        notify: Option<Notify>,
+        readers: Vec<PipeReader>,
+    ) -> RunIo {
+        RunIo {
+            app,
+            slot,
+            member,
+            held,
+            ipc,
+            notify,
+            stderr_tail: VecDeque::new(),
+            readers,
+            probe: None,
+            liveness: None,
+        }
+    }
+
     pub fn send_message(&self, msg: &Value) -> io::Result<()> {
         handle::send_message(&self.ipc, msg)
     }
@@ -212,12 +263,17 @@ impl Supervisor {
             g.add(child.pid);
         }
         let id = self.apps[a].slots[s].id;
-        self.read_pipe(serial, a, id, Stream::Out, child.stdout.into());
-        self.read_pipe(serial, a, id, Stream::Err, child.stderr.into());
+        let readers = [
+            (Stream::Out, OwnedFd::from(child.stdout)),
+            (Stream::Err, OwnedFd::from(child.stderr)),
+        ]
+        .into_iter()
+        .filter_map(|(stream, fd)| self.read_pipe(serial, a, id, stream, fd, Vec::new()))
+        .collect();
         if let Ok(reader) = child.ipc.try_clone() {
             self.read_ipc(serial, reader);
         }
-        let notify = notify.map(|(path, sock)| (path, self.read_notify(serial, sock)));
+        let notify = notify.and_then(|(path, sock)| self.follow_notify(serial, path, sock));
         let plan = &self.apps[a].plan;
         let probe = plan
             .readiness_probe
@@ -237,6 +293,7 @@ impl Supervisor {
                 ipc: child.ipc,
                 notify,
                 stderr_tail: VecDeque::new(),
+                readers,
                 probe,
                 liveness,
             },
@@ -244,19 +301,35 @@ impl Supervisor {
         self.pids.insert(child.pid, serial);
     }
 
-    fn read_pipe(&mut self, serial: u64, app: usize, id: u32, stream: Stream, fd: OwnedFd) {
+    /// Reads an output pipe of a run as lines, `pending` first (what an upgrade's old
+    /// hotrun had read from it and not yet written).
+    pub(super) fn read_pipe(
+        &mut self,
+        serial: u64,
+        app: usize,
+        id: u32,
+        stream: Stream,
+        fd: OwnedFd,
+        pending: Vec<u8>,
+    ) -> Option<PipeReader> {
         let rx = match pipe::Receiver::from_owned_fd(fd) {
             Ok(rx) => rx,
             Err(e) => {
                 self.logs
                     .say(&format!("cannot read an instance's output: {e}"));
-                return;
+                return None;
             }
         };
+        use tokio::io::AsyncReadExt;
+        let input = std::io::Cursor::new(pending).chain(rx);
         self.open_pipes += 1;
         let tx = self.events.clone();
-        tokio::spawn(async move {
-            reader::read_lines(rx, |text| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            let left = reader::read_lines_until(input, stopped, |text| {
                 let tx = tx.clone();
                 async move {
                     let line = Event::Line {
@@ -271,10 +344,21 @@ impl Supervisor {
             })
             .await;
             let _ = tx.send(Event::PipeClosed).await;
+            let (input, mut read) = left?;
+            // What the reader took in, then what it had not taken of `pending` yet.
+            let (cursor, rx) = input.into_inner();
+            let unread = cursor.position() as usize;
+            read.extend_from_slice(&cursor.into_inner()[unread..]);
+            Some((rx.into_nonblocking_fd().ok()?, read))
         });
+        Some(PipeReader {
+            stream,
+            stop: Some(stop),
+            task,
+        })
     }
 
-    fn read_ipc(&mut self, serial: u64, stream: StdUnixStream) {
+    pub(super) fn read_ipc(&mut self, serial: u64, stream: StdUnixStream) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
@@ -294,6 +378,19 @@ impl Supervisor {
             })
             .await;
         });
+    }
+
+    /// Follows a run's notify socket (a descriptor of it kept for an upgrade).
+    pub(super) fn follow_notify(
+        &mut self,
+        serial: u64,
+        path: PathBuf,
+        sock: UnixDatagram,
+    ) -> Option<Notify> {
+        use std::os::fd::AsFd;
+        let fd = sock.as_fd().try_clone_to_owned().ok()?;
+        let task = self.read_notify(serial, sock);
+        Some(Notify { path, task, fd })
     }
 
     /// systemd's notify protocol: datagrams of `KEY=VALUE` lines; `READY=1` is ready.
@@ -378,9 +475,9 @@ impl Supervisor {
     /// The run is gone for good: drop its I/O and tell the guard.
     pub(super) fn forget(&mut self, run: Run) {
         if let Some(io) = self.runs.remove(&run.serial) {
-            if let Some((path, task)) = io.notify {
-                task.abort();
-                let _ = std::fs::remove_file(path);
+            if let Some(n) = io.notify {
+                n.task.abort();
+                let _ = std::fs::remove_file(n.path);
             }
         }
         self.pids.remove(&run.pid);

@@ -40,6 +40,20 @@ impl ReadyBy {
         }
     }
 
+    /// The signal named as `as_str` names it.
+    pub fn parse(name: &str) -> Option<ReadyBy> {
+        [
+            ReadyBy::Message,
+            ReadyBy::Notify,
+            ReadyBy::Listen,
+            ReadyBy::Pattern,
+            ReadyBy::Uptime,
+            ReadyBy::Probe,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
+
     /// Whether this signal counts: READY=1 always; with `wait_ready` the ready message;
     /// with `ready_pattern` a matching line; otherwise listening on the shared port; with
     /// a `readiness_probe`, its pass (the loop holds the others until it passes).

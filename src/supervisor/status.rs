@@ -91,6 +91,8 @@ impl Supervisor {
             pid: std::process::id(),
             config: self.config_file.clone(),
             stopping: self.shutdown != super::Shutdown::Running || self.stop_at.is_some(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            upgrade: self.upgraded.clone(),
             apps,
         }
     }

@@ -49,6 +49,9 @@ impl Supervisor {
         if let Some(t) = self.stop_at {
             wake = wake.min(t);
         }
+        if let Some(t) = self.upgrade_deadline(now) {
+            wake = wake.min(t);
+        }
         if let Some(t) = self.ended_at {
             wake = wake.min(t + DRAIN_GRACE);
         }

@@ -1,0 +1,184 @@
+//! The exec of an upgrade, in the event loop: the new binary checked (`--version`, and
+//! that it reads the ecosystem file), the output readers stopped at a line boundary
+//! while the loop keeps writing what they read, the state sealed, the answer sent, then
+//! the exec. Whatever fails before the exec leaves hotrun as it was, readers going again.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::upgrade::{Ask, Held, Pipes};
+use super::{Event, Supervisor};
+use crate::control::protocol::{Response, UpgradeStatus};
+use crate::upgrade::{self, exec, state};
+
+/// Runs the upgrade `ask`; returns only when it did not happen (said to the asker).
+pub(super) async fn hand_over(
+    sup: &mut Supervisor,
+    events: &mut mpsc::Receiver<Event>,
+    ask: Ask,
+    held: Held,
+    own: &std::fs::File,
+) {
+    let Some(target) = ask.binary.clone().or_else(own_path) else {
+        let msg = "cannot find this hotrun's binary: name one with --binary PATH";
+        return ask.answer(&mut sup.logs, Response::err(msg));
+    };
+    let checked = upgrade::check_binary(&target).and_then(|v| {
+        reads_the_file(sup, &target)?;
+        Ok(v)
+    });
+    let version = match checked {
+        Ok(v) => v,
+        Err(e) => return ask.answer(&mut sup.logs, Response::err(e)),
+    };
+    let pipes = stop_readers(sup, events).await;
+    if let Some(why) = sup.upgrade_blocker() {
+        sup.resume_readers(pipes);
+        return ask.answer(&mut sup.logs, Response::err(why));
+    }
+    let now = sup.fx.now();
+    let state = sup.freeze(&pipes, &held, now);
+    let sealed = match state::seal(&state) {
+        Ok(fd) => fd,
+        Err(e) => {
+            sup.resume_readers(pipes);
+            let msg = format!("cannot write the state to hand over: {e}");
+            return ask.answer(&mut sup.logs, Response::err(msg));
+        }
+    };
+    let (runs, sockets) = (
+        state.runs.len(),
+        state.groups.iter().map(|g| g.members.len()).sum::<usize>(),
+    );
+    sup.logs.say(&format!(
+        "upgrading to {version} ({}): {runs} instance(s) and {sockets} socket(s) handed over",
+        target.display()
+    ));
+    if let Some(reply) = ask.reply {
+        let _ = reply.send(Response::ok(format!("upgrading to {version}")));
+    }
+    // The control server writes the answer, the console what is queued.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    crate::logs::stdio::flush_for(Duration::from_secs(2));
+    let mut keep = state.fds();
+    keep.extend([sealed.as_raw_fd(), own.as_raw_fd()]);
+    let err = match exec::close_on_exec(&keep, false) {
+        Ok(()) => {
+            exec::block_signals();
+            let err = exec::exec(
+                exec::Target::Path(&target),
+                sealed.as_raw_fd(),
+                own.as_raw_fd(),
+                None,
+            );
+            exec::unblock_signals();
+            err
+        }
+        Err(e) => e,
+    };
+    // Still here: the exec failed. Nothing was handed over.
+    let _ = exec::close_on_exec(&keep, true);
+    sup.resume_readers(pipes);
+    let why = format!("cannot exec {}: {err}", target.display());
+    sup.logs
+        .say(&format!("upgrade failed: {why}; this hotrun runs on"));
+    sup.upgraded = Some(UpgradeStatus {
+        at: chrono::Local::now().to_rfc3339(),
+        from: env!("CARGO_PKG_VERSION").into(),
+        ok: false,
+        refused: Some(why),
+    });
+}
+
+/// This binary's own path: a file replaced on disk (`cargo install`, a package
+/// upgrade) is the new version.
+fn own_path() -> Option<PathBuf> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let shown = exe.to_string_lossy();
+    Some(match shown.strip_suffix(" (deleted)") {
+        Some(path) => PathBuf::from(path),
+        None => exe,
+    })
+}
+
+/// Whether `binary` reads the ecosystem file (`config`, with this hotrun's `--env` and
+/// `--only`): the first lines of what it said when it does not.
+fn reads_the_file(sup: &Supervisor, binary: &std::path::Path) -> Result<(), String> {
+    let Some(source) = sup.source.as_ref() else {
+        return Ok(());
+    };
+    let mut cmd = std::process::Command::new(binary);
+    cmd.arg("config")
+        .arg("--config")
+        .arg(&sup.config_file)
+        .current_dir(&source.opts.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    if let Some(env) = &source.opts.profile {
+        cmd.arg("--env").arg(env);
+    }
+    if !source.opts.only.is_empty() {
+        cmd.arg("--only").arg(source.opts.only.join(","));
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{} config does not run: {e}", binary.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .take(3)
+        .map(String::from)
+        .collect();
+    Err(format!(
+        "{} does not read the ecosystem file: {}",
+        binary.display(),
+        said.join(" / ")
+    ))
+}
+
+/// Stops every output reader at a line boundary; what they read meanwhile is written
+/// (the loop takes the events they send while they stop). Their pipes come back.
+async fn stop_readers(sup: &mut Supervisor, events: &mut mpsc::Receiver<Event>) -> Pipes {
+    let mut readers = sup.stop_readers();
+    let mut pipes = Pipes::new();
+    while !readers.is_empty() {
+        let mut i = 0;
+        while i < readers.len() {
+            if readers[i].1.task.is_finished() {
+                let (serial, r) = readers.swap_remove(i);
+                let stream = r.stream;
+                if let Ok(Some((fd, pending))) = r.task.await {
+                    pipes.insert((serial, stream), (fd, pending));
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if readers.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(ev) = events.recv() => sup.on_event(ev),
+            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+    }
+    while let Ok(ev) = events.try_recv() {
+        sup.on_event(ev);
+    }
+    pipes
+}
+
+/// The descriptors the event loop holds for the state: its control socket, its HTTP
+/// endpoint.
+pub(super) fn held(control_fd: RawFd, http_fd: Option<RawFd>, refuse: bool) -> Held {
+    Held {
+        control_fd,
+        http_fd,
+        refuse,
+    }
+}

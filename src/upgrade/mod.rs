@@ -1,0 +1,153 @@
+//! Upgrading hotrun itself without restarting an app or closing a socket (`hotrun
+//! upgrade`, SIGUSR2): the running hotrun checks the new binary, writes its state into a
+//! sealed memfd (`state`) and execs the new binary in its own process (`exec`), which
+//! adopts every instance, socket and pipe (`supervisor::upgrade`). A state the new binary
+//! refuses sends it back to the old binary, through a descriptor kept of it.
+
+pub mod exec;
+pub mod state;
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+use state::{Refusal, State, FALLBACK_ENV, FROM_ENV, STATE_ENV};
+
+/// What this process got from an upgrade's old hotrun, if it was exec'd by one.
+pub enum Incoming {
+    /// A fresh start.
+    Nothing,
+    /// A state to adopt, the old binary's descriptor, and on a fallback why the new
+    /// binary refused it (this binary is the old one, taking its own state back).
+    Take {
+        state: State,
+        state_fd: OwnedFd,
+        from: OwnedFd,
+        refused: Option<String>,
+    },
+    /// A state this binary does not take: back to the old binary with it.
+    Refuse {
+        why: Refusal,
+        state_fd: RawFd,
+        from: OwnedFd,
+    },
+}
+
+/// Reads what an upgrade handed to this process (its environment names the
+/// descriptors), and takes the names out of the environment (instances must not see
+/// them). Every descriptor the state names is close-on-exec again once read.
+pub fn incoming() -> Incoming {
+    let fd_of = |key: &str| -> Option<RawFd> { std::env::var(key).ok()?.parse().ok() };
+    let (Some(state_fd), Some(from_fd)) = (fd_of(STATE_ENV), fd_of(FROM_ENV)) else {
+        return Incoming::Nothing;
+    };
+    let refused = std::env::var(FALLBACK_ENV).ok();
+    for key in [STATE_ENV, FROM_ENV, FALLBACK_ENV] {
+        std::env::remove_var(key);
+    }
+    // SAFETY: the old hotrun kept these two descriptors open across the exec for this
+    // process and named them in its environment; nothing else here owns them.
+    let (state_file, from) = unsafe {
+        (
+            OwnedFd::from_raw_fd(state_fd),
+            OwnedFd::from_raw_fd(from_fd),
+        )
+    };
+    let _ = exec::close_on_exec(&[from_fd], true);
+    let parsed = state::read_fd(std::os::fd::AsFd::as_fd(&state_file))
+        .map_err(|e| Refusal::Unreadable(e.to_string()))
+        .and_then(|bytes| state::parse(&bytes, refused.is_some()));
+    match parsed {
+        Ok(state) => {
+            let _ = exec::close_on_exec(&state.fds(), true);
+            let _ = exec::close_on_exec(&[state_fd], true);
+            Incoming::Take {
+                state,
+                state_fd: state_file,
+                from,
+                refused,
+            }
+        }
+        Err(why) => Incoming::Refuse {
+            why,
+            state_fd: std::os::fd::IntoRawFd::into_raw_fd(state_file),
+            from,
+        },
+    }
+}
+
+/// Whether the plan read again runs what the state holds: each app of the state in the
+/// plan, with as many instances.
+pub fn fits(state: &State, plan: &crate::plan::Plan) -> Result<(), String> {
+    for app in &state.apps {
+        let Some(p) = plan.apps.iter().find(|p| p.name == app.name) else {
+            return Err(format!(
+                "the ecosystem file has no app {} any more",
+                app.name
+            ));
+        };
+        if p.instances as usize != app.slots.len() {
+            return Err(format!(
+                "{}: {} instances run, the ecosystem file says {}",
+                app.name,
+                app.slots.len(),
+                p.instances
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `binary` runs (`--version`, within 5 s): its version line.
+pub fn check_binary(binary: &Path) -> Result<String, String> {
+    let shown = binary.display();
+    let mut child = std::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{shown} does not run: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{shown} --version did not answer within 5 s"));
+            }
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    }
+    let version = out.lines().next().unwrap_or_default().trim().to_string();
+    if !status.success() || !version.starts_with("hotrun ") {
+        return Err(format!(
+            "{shown} --version printed {version:?} ({status}): not a hotrun binary"
+        ));
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_binary_that_says_it_is_hotrun_is_taken() {
+        let table = [
+            ("/bin/true", "not a hotrun binary"),
+            ("/nonexistent/hotrun", "does not run"),
+        ];
+        for (binary, want) in table {
+            let err = check_binary(Path::new(binary)).unwrap_err();
+            assert!(err.contains(want), "{binary}: {err}");
+        }
+    }
+}

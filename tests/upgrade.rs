@@ -1,0 +1,247 @@
+//! `hotrun upgrade`: the running binary execs into itself (the test builds nothing new)
+//! under load, and every instance, socket and pipe is taken over: no request fails, the
+//! pids stay, every output line reaches the log file once and whole, a reload and a stop
+//! afterwards work. A state the new side refuses sends hotrun back to the old binary.
+//! Twenty upgrades leak no fd and no memory.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::http::{free_port, get};
+use common::node_load::{Clients, NodeLoad};
+use common::*;
+
+/// An app of 2 chatty instances (fixtures/apps/chatty.js) on `port`, its stdout and
+/// stderr in one log file.
+fn chatty_dir(port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("web.log");
+    std::fs::write(
+        dir.path().join("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [{{ name: 'web', script: '{}', instances: 2,
+               wait_ready: true, merge_logs: true, log_file: '{}', env: {{ HTTP_PORT: {port} }} }}] }};\n",
+            app("chatty.js"),
+            log.display()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn upgrade(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["upgrade"];
+    all.extend_from_slice(args);
+    hotrun_cmd(dir, &all)
+}
+
+/// The VmRSS of a process, in kB.
+fn rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// hotrun's open fds once steady: the fewest of 10 looks 50 ms apart (a status request
+/// of the test's own, a connection being accepted, come and go).
+fn open_fds(pid: i32) -> usize {
+    (0..10)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .count()
+        })
+        .min()
+        .unwrap()
+}
+
+/// Checks the log file: every line whole, and each instance's numbered lines one after
+/// the other from its first to its last, none missing, none twice. Returns the lines
+/// per pid.
+fn check_lines(log: &Path) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut next: BTreeMap<String, u64> = BTreeMap::new();
+    let mut count: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["chatty", pid, n, pad, "end"] if pad.len() == 200 => {
+                let n: u64 = n.parse().unwrap_or_else(|_| panic!("line {i}: {line}"));
+                if let Some(want) = next.get(*pid) {
+                    assert_eq!(n, *want, "line {i} of {pid}: lost or repeated lines");
+                }
+                next.insert(pid.to_string(), n + 1);
+                *count.entry(pid.to_string()).or_default() += 1;
+            }
+            ["chatty-err", _, _, "end"] => {}
+            _ => panic!("line {i} is torn: {line:?}"),
+        }
+    }
+    count
+}
+
+#[test]
+fn the_same_binary_upgrades_into_itself_under_load_keeping_every_instance() {
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    for clients in [Clients::new(16), Clients::new(16).keep_alive()] {
+        let load = NodeLoad::start(port, clients);
+        for n in 0..3 {
+            let out = upgrade(dir.path(), &[]);
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && said.contains("every instance kept"),
+                "upgrade {n}: {said} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let r = load.finish();
+        assert!(
+            r.failed == 0 && r.hung == 0 && r.ok > 200,
+            "{clients:?}: {} failed, {} hung, {} ok: {:?} {:?}",
+            r.failed,
+            r.hung,
+            r.ok,
+            r.errors,
+            r.samples
+        );
+        let served: Vec<i64> = r.pids.keys().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(served, before, "only the same two instances answered");
+    }
+    assert_eq!(
+        h.pid() as u32,
+        status(dir.path())["pid"].as_u64().unwrap() as u32
+    );
+    let st = status(dir.path());
+    assert_eq!(pids(&st, "web"), before, "{st}");
+    assert_eq!(st["upgrade"]["ok"], true, "{st}");
+    assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
+    let table = String::from_utf8_lossy(&hotrun_cmd(dir.path(), &["status"]).stdout).into_owned();
+    assert!(
+        table.contains(&format!(
+            "hotrun {} (pid {}): upgraded from",
+            env!("CARGO_PKG_VERSION"),
+            h.pid()
+        )),
+        "{table}"
+    );
+    for inst in app_status(&st, "web")["instances"].as_array().unwrap() {
+        assert_eq!(inst["restarts"], 0, "{st}");
+        assert!(
+            inst["uptime_ms"].as_u64().unwrap() > 1000,
+            "uptime kept: {st}"
+        );
+    }
+    // A reload afterwards replaces both; a stop ends everything.
+    let out = hotrun_cmd(dir.path(), &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = pids(&wait_online(dir.path()), "web");
+    assert!(after.iter().all(|p| !before.contains(p)), "{after:?}");
+    assert!(get(port).unwrap().starts_with("chatty "));
+    let children_before_stop = children_of(h.pid());
+    assert!(hotrun_cmd(dir.path(), &["stop"]).status.success());
+    let mut h = h;
+    assert!(h.wait_exit().success());
+    // The guard goes once its pipe from hotrun is closed: a moment after hotrun.
+    for (pid, _, cmd) in children_before_stop {
+        wait_until(&format!("{pid} ({cmd}) is gone after hotrun"), || {
+            !alive(pid)
+        });
+    }
+    for pid in before.iter().chain(&after) {
+        assert!(!alive(*pid as i32), "{pid} outlived hotrun");
+    }
+    // Every line the instances wrote is in the file once and whole, across 6 upgrades.
+    let lines = check_lines(&dir.path().join("web.log"));
+    for pid in &before {
+        assert!(
+            lines.get(&pid.to_string()).copied().unwrap_or(0) > 1000,
+            "{pid} wrote: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn a_state_the_new_side_refuses_sends_hotrun_back_to_the_old_binary() {
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    let load = NodeLoad::start(port, Clients::new(16));
+    let out = upgrade(dir.path(), &["--refuse-state"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("upgrade not done: its state was marked to be refused (--refuse-state)"),
+        "{err}"
+    );
+    h.wait_for("going back to the hotrun that ran before");
+    h.wait_for("the new binary refused the upgrade");
+    let r = load.finish();
+    assert_eq!((r.failed, r.hung), (0, 0), "{r:?}");
+    let st = status(dir.path());
+    assert_eq!(pids(&st, "web"), before, "{st}");
+    assert_eq!(st["upgrade"]["ok"], false, "{st}");
+    let table = String::from_utf8_lossy(&hotrun_cmd(dir.path(), &["status"]).stdout).into_owned();
+    assert!(table.contains("upgrade refused at"), "{table}");
+    // It serves on, and a real upgrade afterwards works.
+    assert!(get(port).is_ok());
+    assert!(upgrade(dir.path(), &[]).status.success());
+    assert_eq!(pids(&status(dir.path()), "web"), before);
+}
+
+#[test]
+fn an_upgrade_is_refused_when_the_file_changed_since_it_was_read_or_the_binary_is_not_hotrun() {
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let _h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    let out = upgrade(dir.path(), &["--binary", "/bin/true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/bin/true --version printed"), "{err}");
+    let file = dir.path().join("ecosystem.config.js");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("instances: 2", "instances: 3")).unwrap();
+    let out = upgrade(dir.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the ecosystem file changed since hotrun read it (web: instances 2 -> 3)")
+            && err.contains("reload first"),
+        "{err}"
+    );
+    assert_eq!(pids(&status(dir.path()), "web"), before);
+}
+
+#[test]
+fn twenty_upgrades_leak_no_fd_and_no_memory() {
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    // One upgrade first: the counts after it are the steady ones.
+    assert!(upgrade(dir.path(), &[]).status.success());
+    let (fds, rss) = (open_fds(h.pid()), rss_kb(h.pid()));
+    for n in 0..20 {
+        let out = upgrade(dir.path(), &[]);
+        assert!(
+            out.status.success(),
+            "upgrade {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (fds_after, rss_after) = (open_fds(h.pid()), rss_kb(h.pid()));
+    eprintln!("fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} kB");
+    assert_eq!(fds_after, fds, "fds after 20 upgrades");
+    assert!(rss_after < rss + 2048, "RSS {rss} -> {rss_after} kB");
+}
