@@ -245,3 +245,37 @@ fn twenty_upgrades_leak_no_fd_and_no_memory() {
     assert_eq!(fds_after, fds, "fds after 20 upgrades");
     assert!(rss_after < rss + 2048, "RSS {rss} -> {rss_after} kB");
 }
+
+#[test]
+fn sigusr2_upgrades_and_the_fallback_reaches_an_old_binary_whose_file_is_gone() {
+    // hotrun runs from a copy of its binary, which is then deleted (as a package upgrade
+    // removes the old file).
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let old = dir.path().join("hotrun-old");
+    std::fs::copy(HOTRUN, &old).unwrap();
+    let h = Hotrun::start_with(std::process::Command::new(&old).current_dir(dir.path()));
+    let before = pids(&wait_online(dir.path()), "web");
+    std::fs::remove_file(&old).unwrap();
+    // The new binary refuses the state: back to the old one, through hotrun's descriptor
+    // of it, since its file is gone.
+    let out = upgrade(dir.path(), &["--binary", HOTRUN, "--refuse-state"]);
+    assert_eq!(out.status.code(), Some(1));
+    h.wait_for("the new binary refused the upgrade");
+    assert_eq!(pids(&status(dir.path()), "web"), before);
+    // SIGUSR2 upgrades to hotrun's own path: gone, so it is said and nothing changes...
+    h.signal(nix::sys::signal::Signal::SIGUSR2);
+    h.wait_for("upgrade not done:");
+    // ...and once a binary is there again, SIGUSR2 upgrades to it.
+    std::fs::copy(HOTRUN, &old).unwrap();
+    h.signal(nix::sys::signal::Signal::SIGUSR2);
+    // (`hotrun status` may meet the exec itself: a connection it cuts is asked again.)
+    wait_until("hotrun upgraded on SIGUSR2", || {
+        let out = hotrun_cmd(dir.path(), &["status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|st| st["upgrade"]["ok"] == true)
+    });
+    let st = status(dir.path());
+    assert_eq!(pids(&st, "web"), before, "{st}");
+    assert!(get(port).is_ok());
+}

@@ -67,8 +67,60 @@ type Served = (
     SocketFile,
     mpsc::Receiver<Incoming>,
     Option<crate::http::Metrics>,
-    (RawFd, Option<RawFd>),
+    ControlServer,
+    Option<RawFd>,
 );
+
+/// The control socket's accept loop, which an upgrade pauses before its exec (the
+/// connections that arrive then wait in the socket's queue for the new image), and a
+/// descriptor of the socket that outlives the loop.
+pub(super) struct ControlServer {
+    fd: OwnedFd,
+    tx: mpsc::Sender<Incoming>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlServer {
+    fn start(
+        listener: tokio::net::UnixListener,
+        tx: mpsc::Sender<Incoming>,
+    ) -> std::io::Result<ControlServer> {
+        let fd = listener.as_fd().try_clone_to_owned()?;
+        let task = Some(tokio::spawn(server::serve(listener, tx.clone())));
+        Ok(ControlServer { fd, tx, task })
+    }
+
+    /// The socket's descriptor, for the state.
+    pub(super) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// No more connections are accepted (those accepted already are answered).
+    pub(super) fn pause(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Accepting again (an upgrade that did not happen).
+    pub(super) fn resume(&mut self) {
+        if self.task.is_some() {
+            return;
+        }
+        let listener = self
+            .fd
+            .try_clone()
+            .map(std::os::unix::net::UnixListener::from)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::UnixListener::from_std(l)
+            });
+        match listener {
+            Ok(l) => self.task = Some(tokio::spawn(server::serve(l, self.tx.clone()))),
+            Err(e) => logs::say(&format!("cannot accept on the control socket again: {e}")),
+        }
+    }
+}
 
 fn serve(
     runtime: &RuntimeDir,
@@ -81,7 +133,6 @@ fn serve(
         None => server::bind(&socket_path),
     }
     .map_err(|e| format!("cannot open the control socket: {e}"))?;
-    let control_fd = control.as_raw_fd();
     let socket_file = SocketFile(socket_path);
     let (control_tx, control_rx) = mpsc::channel::<Incoming>(64);
     // The endpoint is bound before anything starts: a port in use stops hotrun here.
@@ -102,8 +153,9 @@ fn serve(
         ));
         metrics
     });
-    tokio::spawn(server::serve(control, control_tx));
-    Ok((socket_file, control_rx, metrics, (control_fd, http_fd)))
+    let control = ControlServer::start(control, control_tx)
+        .map_err(|e| format!("cannot serve the control socket: {e}"))?;
+    Ok((socket_file, control_rx, metrics, control, http_fd))
 }
 
 /// The control socket an upgrade's old hotrun listened on.
@@ -230,7 +282,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             return crate::exit::FAILURE;
         }
     };
-    let (_socket_file, mut control_rx, metrics, fds) =
+    let (_socket_file, mut control_rx, metrics, mut control, http_fd) =
         match serve(&runtime, &opts, adopted.as_ref()) {
             Ok(served) => served,
             Err(msg) => {
@@ -294,8 +346,9 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         if let Some(ask) = sup.upgrade_due(now) {
             match &own {
                 Some(own) => {
-                    let held = handover::held(fds.0, fds.1, ask.refuse);
-                    handover::hand_over(&mut sup, &mut rx, ask, held, own).await;
+                    let held = handover::held(control.raw_fd(), http_fd, ask.refuse);
+                    let (events, control, requests) = (&mut rx, &mut control, &mut control_rx);
+                    handover::hand_over(&mut sup, events, ask, held, own, control, requests).await;
                 }
                 None => ask.answer(
                     &mut sup.logs,

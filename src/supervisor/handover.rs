@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::upgrade::{Ask, Held, Pipes};
 use super::{Event, Supervisor};
-use crate::control::protocol::{Response, UpgradeStatus};
+use crate::control::protocol::{Request, Response, UpgradeStatus};
+use crate::control::server::Incoming;
 use crate::upgrade::{self, exec, state};
 
 /// Runs the upgrade `ask`; returns only when it did not happen (said to the asker).
@@ -21,6 +22,8 @@ pub(super) async fn hand_over(
     ask: Ask,
     held: Held,
     own: &std::fs::File,
+    control: &mut super::event_loop::ControlServer,
+    requests: &mut mpsc::Receiver<Incoming>,
 ) {
     let Some(target) = ask.binary.clone().or_else(own_path) else {
         let msg = "cannot find this hotrun's binary: name one with --binary PATH";
@@ -60,8 +63,20 @@ pub(super) async fn hand_over(
     if let Some(reply) = ask.reply {
         let _ = reply.send(Response::ok(format!("upgrading to {version}")));
     }
-    // The control server writes the answer, the console what is queued.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // New connections wait in the socket's queue for the new image; those accepted
+    // already are answered (requests coming on them meanwhile are taken here).
+    control.pause();
+    let settle = tokio::time::sleep(Duration::from_millis(50));
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            _ = &mut settle => break,
+            Some(incoming) = requests.recv() => answer_meanwhile(sup, incoming),
+        }
+    }
+    while let Ok(incoming) = requests.try_recv() {
+        answer_meanwhile(sup, incoming);
+    }
     crate::logs::stdio::flush_for(Duration::from_secs(2));
     let mut keep = state.fds();
     keep.extend([sealed.as_raw_fd(), own.as_raw_fd()]);
@@ -81,6 +96,7 @@ pub(super) async fn hand_over(
     };
     // Still here: the exec failed. Nothing was handed over.
     let _ = exec::close_on_exec(&keep, true);
+    control.resume();
     sup.resume_readers(pipes);
     let why = format!("cannot exec {}: {err}", target.display());
     sup.logs
@@ -91,6 +107,19 @@ pub(super) async fn hand_over(
         ok: false,
         refused: Some(why),
     });
+}
+
+/// A request that came while the state is sealed: what only reads is answered, what
+/// would change something is told to come again (the new image answers it).
+fn answer_meanwhile(sup: &mut Supervisor, incoming: Incoming) {
+    match incoming.request {
+        Request::Status | Request::Logs { follow: false, .. } => sup.on_request(incoming),
+        _ => {
+            let _ = incoming
+                .reply
+                .send(Response::err("hotrun is upgrading: ask again in a moment"));
+        }
+    }
 }
 
 /// This binary's own path: a file replaced on disk (`cargo install`, a package
