@@ -143,9 +143,10 @@ pub enum CommandKind {
         /// `cargo install` replaced).
         #[arg(long, value_name = "PATH")]
         binary: Option<std::path::PathBuf>,
-        /// Tests only: the new side refuses the state, so hotrun falls back.
-        #[arg(long, hide = true)]
-        refuse_state: bool,
+        /// Tests only: the new side refuses the state, so hotrun falls back; given twice,
+        /// the old side refuses it too, so hotrun stops.
+        #[arg(long, hide = true, action = clap::ArgAction::Count)]
+        refuse_state: u8,
     },
     /// Show recent output of the running hotrun's instances, and follow it.
     Logs {

@@ -279,3 +279,24 @@ fn sigusr2_upgrades_and_the_fallback_reaches_an_old_binary_whose_file_is_gone() 
     assert_eq!(pids(&st, "web"), before, "{st}");
     assert!(get(port).is_ok());
 }
+
+#[test]
+fn when_neither_binary_takes_the_state_every_instance_is_stopped_gracefully() {
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    let out = upgrade(dir.path(), &["--refuse-state", "--refuse-state"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("upgrade not done: hotrun stopped"), "{err}");
+    h.wait_for("refuses its own state too");
+    assert_eq!(h.wait_exit().code(), Some(1));
+    // Each instance got SIGINT and exited by itself (chatty.js exits 0 on SIGINT), well
+    // before its kill_timeout; nothing is left.
+    for pid in &before {
+        wait_until(&format!("instance {pid} is gone"), || !alive(*pid as i32));
+    }
+    assert!(h.output().contains("stopping every instance"));
+    assert!(!h.output().contains("SIGKILL"), "{}", h.output());
+}

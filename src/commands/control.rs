@@ -112,7 +112,7 @@ pub fn restart(global: &Global, names: &[String]) -> i32 {
 
 /// `hotrun upgrade`: the running hotrun execs the new binary, which takes every instance
 /// over; waits until it answers again and says how it ended (0: upgraded).
-pub fn upgrade(global: &Global, binary: Option<std::path::PathBuf>, refuse_state: bool) -> i32 {
+pub fn upgrade(global: &Global, binary: Option<std::path::PathBuf>, refuse_state: u8) -> i32 {
     let before = match ask(global, Request::Status).map(Response::into_status) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -170,6 +170,11 @@ pub fn upgrade(global: &Global, binary: Option<std::path::PathBuf>, refuse_state
                 }
                 None => {}
             }
+        }
+        let socket = crate::runtime_dir::RuntimeDir::of(&before.config).control_socket();
+        if !socket.exists() {
+            logs::say("upgrade not done: hotrun stopped (its log says why)");
+            return exit::FAILURE;
         }
         if std::time::Instant::now() > deadline {
             logs::say("hotrun did not say within 30 s how the upgrade went (see its log)");

@@ -51,9 +51,10 @@ pub enum Request {
     Upgrade {
         #[serde(default)]
         binary: Option<std::path::PathBuf>,
-        /// A test's: the new side refuses the state, and hotrun falls back.
+        /// A test's: the new side refuses the state (1), and hotrun falls back; the old
+        /// side refuses it too (2), and hotrun stops.
         #[serde(default)]
-        refuse_state: bool,
+        refuse_state: u8,
     },
     /// From hotrun's preload module in an instance's process that has no IPC channel.
     Instance {

@@ -198,8 +198,15 @@ fn adopt_guard_and_sockets(state: &upgrade::state::State) -> (Option<Guard>, Lis
 }
 
 /// The new binary does not take the state: back to the old one with it. Returns only
-/// when that exec failed too; then hotrun exits and the guard stops what runs.
-fn fall_back(why: &str, state_fd: RawFd, from: &OwnedFd, fds: &[RawFd]) -> i32 {
+/// when that exec failed too; then every instance is stopped as a stop does, and
+/// hotrun exits (`kill_timeout`: the longest of the plan's).
+fn fall_back(
+    why: &str,
+    (state_fd, from): (RawFd, &OwnedFd),
+    fds: &[RawFd],
+    plan: &Plan,
+    kill_timeout: Duration,
+) -> i32 {
     logs::say(&format!(
         "upgrade refused by hotrun {}: {why}; going back to the hotrun that ran before",
         env!("CARGO_PKG_VERSION")
@@ -215,8 +222,17 @@ fn fall_back(why: &str, state_fd: RawFd, from: &OwnedFd, fds: &[RawFd]) -> i32 {
         Some(why),
     );
     logs::say(&format!(
-        "cannot go back to the hotrun that ran before ({err}): exiting; the guard stops every instance"
+        "cannot go back to the hotrun that ran before ({err}): stopping every instance"
     ));
+    stop_without_state(plan, kill_timeout)
+}
+
+/// Neither binary takes the state: every instance is stopped as a stop does, the control
+/// socket's file removed, and hotrun exits 1.
+fn stop_without_state(plan: &Plan, kill_timeout: Duration) -> i32 {
+    upgrade::stop_children(kill_timeout);
+    let _ = std::fs::remove_file(RuntimeDir::of(&plan.config).control_socket());
+    logs::say("stopped");
     crate::exit::FAILURE
 }
 
@@ -245,13 +261,31 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         logs::say("cannot install signal handlers");
         return crate::exit::FAILURE;
     };
+    let kill_timeout = plan
+        .apps
+        .iter()
+        .map(|a| a.kill_timeout)
+        .max()
+        .unwrap_or_default();
     let (adopted, refused) = match upgrade::incoming() {
         upgrade::Incoming::Nothing => (None, None),
+        upgrade::Incoming::Refuse {
+            why, again: true, ..
+        } => {
+            logs::say(&format!(
+                "the hotrun that ran before refuses its own state too ({why}): stopping every instance"
+            ));
+            return stop_without_state(&plan, kill_timeout);
+        }
         upgrade::Incoming::Refuse {
             why,
             state_fd,
             from,
-        } => return fall_back(&why.to_string(), state_fd, &from, &[]),
+            ..
+        } => {
+            let held = (state_fd, &from);
+            return fall_back(&why.to_string(), held, &[], &plan, kill_timeout);
+        }
         upgrade::Incoming::Take {
             state,
             state_fd,
@@ -259,7 +293,8 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             refused,
         } => {
             if let Err(why) = upgrade::fits(&state, &plan) {
-                return fall_back(&why, state_fd.as_raw_fd(), &from, &state.fds());
+                let held = (state_fd.as_raw_fd(), &from);
+                return fall_back(&why, held, &state.fds(), &plan, kill_timeout);
             }
             drop((state_fd, from));
             (Some(state), refused)
@@ -335,7 +370,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             }
             _ = signals.usr2.recv() => {
                 let now = sup.fx.now();
-                sup.ask_upgrade(None, false, None, now);
+                sup.ask_upgrade(None, 0, None, now);
             }
             _ = triggers::wait_fs(&fs_events) => sup.on_fs_events(),
             Some(line) = console_rx.recv() => sup.on_console(&line),

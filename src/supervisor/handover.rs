@@ -204,7 +204,7 @@ async fn stop_readers(sup: &mut Supervisor, events: &mut mpsc::Receiver<Event>) 
 
 /// The descriptors the event loop holds for the state: its control socket, its HTTP
 /// endpoint.
-pub(super) fn held(control_fd: RawFd, http_fd: Option<RawFd>, refuse: bool) -> Held {
+pub(super) fn held(control_fd: RawFd, http_fd: Option<RawFd>, refuse: u8) -> Held {
     Held {
         control_fd,
         http_fd,

@@ -31,7 +31,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A `hotrun upgrade` (or SIGUSR2) waiting for a moment it can run.
 pub(super) struct Ask {
     pub binary: Option<std::path::PathBuf>,
-    pub refuse: bool,
+    pub refuse: u8,
     pub reply: Option<oneshot::Sender<Response>>,
     pub since: Instant,
 }
@@ -52,7 +52,7 @@ impl Ask {
 pub(super) struct Held {
     pub control_fd: RawFd,
     pub http_fd: Option<RawFd>,
-    pub refuse: bool,
+    pub refuse: u8,
 }
 
 impl Supervisor {
@@ -62,7 +62,7 @@ impl Supervisor {
     pub(super) fn ask_upgrade(
         &mut self,
         binary: Option<std::path::PathBuf>,
-        refuse: bool,
+        refuse: u8,
         reply: Option<oneshot::Sender<Response>>,
         now: Instant,
     ) {

@@ -25,11 +25,13 @@ pub enum Incoming {
         from: OwnedFd,
         refused: Option<String>,
     },
-    /// A state this binary does not take: back to the old binary with it.
+    /// A state this binary does not take: back to the old binary with it (`again`: this
+    /// is the old binary already; no exec is left to try).
     Refuse {
         why: Refusal,
         state_fd: RawFd,
         from: OwnedFd,
+        again: bool,
     },
 }
 
@@ -72,8 +74,69 @@ pub fn incoming() -> Incoming {
             why,
             state_fd: std::os::fd::IntoRawFd::into_raw_fd(state_file),
             from,
+            again: refused.is_some(),
         },
     }
+}
+
+/// The last resort when neither binary takes the state: every child of this process
+/// (the instances, each leading its group) is asked to stop with SIGINT, as a stop does,
+/// and its group SIGKILLed after `kill_timeout`; the guard (which ignores stop signals)
+/// goes when hotrun exits. Without a state hotrun knows its children only from /proc.
+pub fn stop_children(kill_timeout: Duration) {
+    use nix::sys::signal::Signal;
+    let me = std::process::id() as i32;
+    let leaders: Vec<i32> = children_of(me)
+        .into_iter()
+        .filter(|&pid| !is_guard(pid))
+        .collect();
+    for &pid in &leaders {
+        crate::process::group::signal(pid, Signal::SIGINT);
+    }
+    let deadline = std::time::Instant::now() + kill_timeout;
+    loop {
+        crate::process::reaper::reap();
+        let left: Vec<i32> = leaders
+            .iter()
+            .copied()
+            .filter(|&g| crate::process::group::alive(g))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            for g in left {
+                crate::process::group::signal(g, Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            crate::process::reaper::reap();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pids whose parent is `ppid`, from /proc.
+fn children_of(ppid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // The fields after the command's closing parenthesis: state, ppid, ...
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(ppid)
+            })
+        })
+        .collect()
+}
+
+fn is_guard(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"__guard"))
 }
 
 /// Whether the plan read again runs what the state holds: each app of the state in the

@@ -31,10 +31,10 @@ pub struct State {
     pub format: u32,
     /// The version of the hotrun that wrote it.
     pub from_version: String,
-    /// Set by the hidden `hotrun upgrade --refuse-state`: the new side refuses it, as it
-    /// would a state it cannot read (a test of the fallback).
+    /// Set by the hidden `hotrun upgrade --refuse-state` (a test of the fallback): 1, the
+    /// new side refuses it, as it would a state it cannot read; 2, the old side too.
     #[serde(default)]
-    pub refuse: bool,
+    pub refuse: u8,
     pub control_fd: RawFd,
     pub http_fd: Option<RawFd>,
     pub guard: Option<SavedGuard>,
@@ -189,7 +189,7 @@ pub fn parse(bytes: &[u8], fallback: bool) -> Result<State, Refusal> {
     }
     let state: State =
         serde_json::from_slice(bytes).map_err(|e| Refusal::Unreadable(e.to_string()))?;
-    if state.refuse && !fallback {
+    if state.refuse >= 2 || (state.refuse == 1 && !fallback) {
         return Err(Refusal::Refused);
     }
     Ok(state)
@@ -230,7 +230,7 @@ mod tests {
         State {
             format: FORMAT,
             from_version: "0.1.0".into(),
-            refuse: false,
+            refuse: 0,
             control_fd: 5,
             http_fd: None,
             guard: Some(SavedGuard { pid: 40, fd: 6 }),
@@ -310,11 +310,18 @@ mod tests {
             serde_json::to_vec(&v).unwrap()
         };
         let marked = serde_json::to_vec(&State {
-            refuse: true,
+            refuse: 1,
             ..state()
         })
         .unwrap();
-        let table: [(&[u8], bool, Result<(), Refusal>); 6] = [
+        let marked_twice = serde_json::to_vec(&State {
+            refuse: 2,
+            ..state()
+        })
+        .unwrap();
+        let table: [(&[u8], bool, Result<(), Refusal>); 8] = [
+            (&marked_twice, false, Err(Refusal::Refused)),
+            (&marked_twice, true, Err(Refusal::Refused)),
             (&good, false, Ok(())),
             (&newer, false, Err(Refusal::Newer { format: FORMAT + 1 })),
             (&newer, true, Err(Refusal::Newer { format: FORMAT + 1 })),
