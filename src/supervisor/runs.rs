@@ -78,27 +78,36 @@ impl PipeReader {
 }
 
 impl RunIo {
-    /// The I/O of a run an upgrade's old hotrun started (probes set by the caller).
-    pub(super) fn adopted(
-        app: usize,
-        slot: usize,
+    /// The I/O of a run of app `a`'s slot `s` (started here, or by an upgrade's old
+    /// hotrun); its probes start now.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        (a, s): (usize, usize),
+        plan: &crate::plan::AppPlan,
         member: Member,
         held: Vec<ListenAddr>,
         ipc: StdUnixStream,
         notify: Option<Notify>,
         readers: Vec<PipeReader>,
+        now: Instant,
     ) -> RunIo {
         RunIo {
-            app,
-            slot,
+            app: a,
+            slot: s,
             member,
             held,
             ipc,
             notify,
             stderr_tail: VecDeque::new(),
             readers,
-            probe: None,
-            liveness: None,
+            probe: plan
+                .readiness_probe
+                .as_ref()
+                .map(|p| super::probes::ProbeState::new(now, p.initial_delay)),
+            liveness: plan
+                .liveness_probe
+                .as_ref()
+                .map(|p| super::probes::LiveState::new(now, p.initial_delay)),
         }
     }
 
@@ -275,29 +284,8 @@ impl Supervisor {
         }
         let notify = notify.and_then(|(path, sock)| self.follow_notify(serial, path, sock));
         let plan = &self.apps[a].plan;
-        let probe = plan
-            .readiness_probe
-            .as_ref()
-            .map(|p| super::probes::ProbeState::new(now, p.initial_delay));
-        let liveness = plan
-            .liveness_probe
-            .as_ref()
-            .map(|p| super::probes::LiveState::new(now, p.initial_delay));
-        self.runs.insert(
-            serial,
-            RunIo {
-                app: a,
-                slot: s,
-                member,
-                held,
-                ipc: child.ipc,
-                notify,
-                stderr_tail: VecDeque::new(),
-                readers,
-                probe,
-                liveness,
-            },
-        );
+        let io = RunIo::new((a, s), plan, member, held, child.ipc, notify, readers, now);
+        self.runs.insert(serial, io);
         self.pids.insert(child.pid, serial);
     }
 

@@ -366,17 +366,8 @@ impl Supervisor {
             })
             .collect();
         let plan = &self.apps[a].plan;
-        let liveness = plan
-            .liveness_probe
-            .as_ref()
-            .map(|p| super::probes::LiveState::new(now, p.initial_delay));
-        let probe = plan
-            .readiness_probe
-            .as_ref()
-            .map(|p| super::probes::ProbeState::new(now, p.initial_delay));
-        let mut io = RunIo::adopted(a, s, saved.member, saved.held, ipc, notify, readers);
-        io.probe = probe;
-        io.liveness = liveness;
+        let (member, held) = (saved.member, saved.held);
+        let mut io = RunIo::new((a, s), plan, member, held, ipc, notify, readers, now);
         for line in saved.stderr_tail {
             io.remember_stderr(line.as_bytes());
         }
