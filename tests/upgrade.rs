@@ -300,3 +300,43 @@ fn when_neither_binary_takes_the_state_every_instance_is_stopped_gracefully() {
     assert!(h.output().contains("stopping every instance"));
     assert!(!h.output().contains("SIGKILL"), "{}", h.output());
 }
+
+#[test]
+fn an_instance_waiting_for_its_restart_is_carried_over_and_restarted_after() {
+    // A crash loop beside a serving app: its slot waits out a restart delay most of the
+    // time, and an upgrade does not wait for it.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [
+               {{ name: 'web', script: '{}', wait_ready: true, env: {{ HTTP_PORT: {port} }} }},
+               {{ name: 'bad', script: '{}', restart_delay: 1500, max_restarts: 1000, min_uptime: 100 }}] }};\n",
+            app("chatty.js"),
+            app("crash.js")
+        ),
+    )
+    .unwrap();
+    let h = Hotrun::start(dir.path(), &[]);
+    h.wait_for_n("crash start", 2);
+    let restarts = |st: &serde_json::Value| {
+        app_status(st, "bad")["instances"][0]["restarts"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = restarts(&status(dir.path()));
+    let out = upgrade(dir.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = restarts(&status(dir.path()));
+    assert!(after >= before, "restart count kept: {before} -> {after}");
+    h.wait_for_n("crash start", 4);
+    wait_until("the crash loop goes on after the upgrade", || {
+        restarts(&status(dir.path())) > after
+    });
+    assert!(get(port).is_ok());
+}

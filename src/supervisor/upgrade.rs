@@ -1,5 +1,6 @@
 //! The supervisor's side of `hotrun upgrade`: when it can run (`upgrade_blocker`: no
-//! reload, build or start in flight, every instance online, errored or stopped, the
+//! reload, build or start in flight, every instance online, waiting for its restart,
+//! errored or stopped, the
 //! ecosystem file as hotrun last read it), what it hands on (`freeze`, once the output
 //! readers have given their pipes back), and taking it over in the new image (`adopt`).
 
@@ -126,7 +127,10 @@ impl Supervisor {
             for (s, slot) in app.slots.iter().enumerate() {
                 let settled = matches!(
                     slot.phase,
-                    Phase::Online { .. } | Phase::Errored { .. } | Phase::Stopped { .. }
+                    Phase::Pending { .. }
+                        | Phase::Online { .. }
+                        | Phase::Errored { .. }
+                        | Phase::Stopped { .. }
                 );
                 if !settled || slot.surplus || !slot.retiring.is_empty() {
                     return Some(format!("{} is starting or stopping", self.label(a, s)));
@@ -394,6 +398,9 @@ fn exit_of(e: SavedExit) -> Exit {
 
 fn saved_slot(slot: &super::SlotState, now: Instant) -> SavedSlot {
     let phase = match &slot.phase {
+        Phase::Pending { at } => SavedPhase::Pending {
+            in_ms: at.saturating_duration_since(now).as_millis() as u64,
+        },
         Phase::Online { run, ready_by } => SavedPhase::Online {
             serial: run.serial,
             pid: run.pid,
@@ -423,6 +430,9 @@ fn saved_slot(slot: &super::SlotState, now: Instant) -> SavedSlot {
 
 fn adopted_phase(saved: SavedPhase, now: Instant) -> Phase {
     match saved {
+        SavedPhase::Pending { in_ms } => Phase::Pending {
+            at: now + Duration::from_millis(in_ms),
+        },
         SavedPhase::Online {
             serial,
             pid,

@@ -91,6 +91,10 @@ pub struct SavedSlot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum SavedPhase {
+    /// To be started this long after the state was written (a restart delay).
+    Pending {
+        in_ms: u64,
+    },
     Online {
         serial: u64,
         pid: i32,
