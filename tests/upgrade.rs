@@ -340,3 +340,44 @@ fn an_instance_waiting_for_its_restart_is_carried_over_and_restarted_after() {
     });
     assert!(get(port).is_ok());
 }
+
+#[test]
+fn after_an_upgrade_a_restarted_instance_is_ready_as_before() {
+    // No wait_ready and the port only in the env: once an instance asked hotrun for the
+    // port, the next ones are ready when they listen (here 800 ms after their start,
+    // later than min_uptime), not by uptime; so after an upgrade too.
+    let port = free_port();
+    let dir = config_dir(&format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: '{}', instances: 2, min_uptime: 200,
+           env: {{ HTTP_PORT: {port}, LISTEN_DELAY: 800 }} }}] }};\n",
+        app("chatty.js")
+    ));
+    let _h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    // Ready by uptime at first (the port is not known yet), then they ask for it.
+    wait_until("both instances listen", || {
+        (0..10)
+            .filter_map(|_| get(port).ok())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 2
+    });
+    assert!(upgrade(dir.path(), &[]).status.success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("slot 0 restarted and online", || {
+        let st = status(dir.path());
+        let inst = &app_status(&st, "web")["instances"][0];
+        inst["restarts"] == 1 && inst["state"] == "online"
+    });
+    let st = status(dir.path());
+    assert_eq!(
+        app_status(&st, "web")["instances"][0]["ready_by"],
+        "listen",
+        "{st}"
+    );
+    assert!(get(port).is_ok());
+}

@@ -307,6 +307,11 @@ impl Supervisor {
                 continue;
             };
             let st = &mut self.apps[a];
+            // Ports its instances asked for: they report that they listen (see ports.rs).
+            let declared = super::ports::declared_ports(&st.plan);
+            if app.ports.iter().any(|p| !declared.contains(p)) {
+                st.settings.expect_listen = super::ports::node_like(&st.plan);
+            }
             st.ports = app.ports;
             st.reloads = app.reloads;
             st.last_reload = app.last_reload.map(|l| LastReload {
