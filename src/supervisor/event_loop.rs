@@ -8,9 +8,9 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, Signal as UnixSignal, SignalKind};
 use tokio::sync::mpsc;
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use super::{console, effects, handover, rollout, triggers, RunOptions, Supervisor};
+use super::{console, effects, handover, rollout, takeover, triggers, RunOptions, Supervisor};
 use crate::control::server::{self, Incoming, SocketFile};
 use crate::logs;
 use crate::plan::Plan;
@@ -129,7 +129,7 @@ fn serve(
 ) -> Result<Served, String> {
     let socket_path = runtime.control_socket();
     let control = match adopted {
-        Some(state) => adopt_control(state.control_fd),
+        Some(state) => takeover::control(state.control_fd),
         None => server::bind(&socket_path),
     }
     .map_err(|e| format!("cannot open the control socket: {e}"))?;
@@ -137,7 +137,7 @@ fn serve(
     let (control_tx, control_rx) = mpsc::channel::<Incoming>(64);
     // The endpoint is bound before anything starts: a port in use stops hotrun here.
     let endpoint = match adopted.and_then(|s| s.http_fd) {
-        Some(fd) => Some(adopt_http(fd).map_err(|e| format!("cannot take over --http: {e}"))?),
+        Some(fd) => Some(takeover::http(fd).map_err(|e| format!("cannot take over --http: {e}"))?),
         None => opts.http.as_deref().map(crate::http::bind).transpose()?,
     };
     let http_fd = endpoint.as_ref().map(|(l, _)| l.as_raw_fd());
@@ -156,84 +156,6 @@ fn serve(
     let control = ControlServer::start(control, control_tx)
         .map_err(|e| format!("cannot serve the control socket: {e}"))?;
     Ok((socket_file, control_rx, metrics, control, http_fd))
-}
-
-/// The control socket an upgrade's old hotrun listened on.
-fn adopt_control(fd: RawFd) -> std::io::Result<tokio::net::UnixListener> {
-    // SAFETY: the state names it; the old hotrun kept it open across the exec.
-    let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-    l.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(l)
-}
-
-/// The HTTP endpoint an upgrade's old hotrun listened on.
-fn adopt_http(fd: RawFd) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
-    // SAFETY: as `adopt_control`.
-    let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-    l.set_nonblocking(true)?;
-    let addr = l.local_addr()?;
-    Ok((tokio::net::TcpListener::from_std(l)?, addr))
-}
-
-/// What the old hotrun's state holds beside the instances: the guard and the sockets.
-fn adopt_guard_and_sockets(state: &upgrade::state::State) -> (Option<Guard>, Listeners) {
-    // SAFETY (both): the state names them; the old hotrun kept them open for us.
-    let guard = state
-        .guard
-        .as_ref()
-        .map(|g| Guard::adopt(g.pid, unsafe { OwnedFd::from_raw_fd(g.fd) }));
-    let groups = state
-        .groups
-        .iter()
-        .map(|g| {
-            let members = g
-                .members
-                .iter()
-                .map(|(m, fd)| (m.clone(), unsafe { OwnedFd::from_raw_fd(*fd) }))
-                .collect();
-            (g.addr, members)
-        })
-        .collect();
-    (guard, Listeners::adopt(groups))
-}
-
-/// The new binary does not take the state: back to the old one with it. Returns only
-/// when that exec failed too; then every instance is stopped as a stop does, and
-/// hotrun exits (`kill_timeout`: the longest of the plan's).
-fn fall_back(
-    why: &str,
-    (state_fd, from): (RawFd, &OwnedFd),
-    fds: &[RawFd],
-    plan: &Plan,
-    kill_timeout: Duration,
-) -> i32 {
-    logs::say(&format!(
-        "upgrade refused by hotrun {}: {why}; going back to the hotrun that ran before",
-        env!("CARGO_PKG_VERSION")
-    ));
-    logs::stdio::flush_for(Duration::from_secs(1));
-    let mut keep = fds.to_vec();
-    keep.extend([state_fd, from.as_raw_fd()]);
-    let _ = upgrade::exec::close_on_exec(&keep, false);
-    let err = upgrade::exec::exec(
-        upgrade::exec::Target::Fd(from.as_fd()),
-        state_fd,
-        from.as_raw_fd(),
-        Some(why),
-    );
-    logs::say(&format!(
-        "cannot go back to the hotrun that ran before ({err}): stopping every instance"
-    ));
-    stop_without_state(plan, kill_timeout)
-}
-
-/// Neither binary takes the state: every instance is stopped as a stop does, the control
-/// socket's file removed, and hotrun exits 1.
-fn stop_without_state(plan: &Plan, kill_timeout: Duration) -> i32 {
-    upgrade::stop_children(kill_timeout);
-    let _ = std::fs::remove_file(RuntimeDir::of(&plan.config).control_socket());
-    logs::say("stopped");
-    crate::exit::FAILURE
 }
 
 /// The guard process, which stops every instance if hotrun is killed; none (said) when
@@ -261,45 +183,11 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         logs::say("cannot install signal handlers");
         return crate::exit::FAILURE;
     };
-    let kill_timeout = plan
-        .apps
-        .iter()
-        .map(|a| a.kill_timeout)
-        .max()
-        .unwrap_or_default();
-    let (adopted, refused) = match upgrade::incoming() {
-        upgrade::Incoming::Nothing => (None, None),
-        upgrade::Incoming::Refuse {
-            why, again: true, ..
-        } => {
-            logs::say(&format!(
-                "the hotrun that ran before refuses its own state too ({why}): stopping every instance"
-            ));
-            return stop_without_state(&plan, kill_timeout);
-        }
-        upgrade::Incoming::Refuse {
-            why,
-            state_fd,
-            from,
-            ..
-        } => {
-            let held = (state_fd, &from);
-            return fall_back(&why.to_string(), held, &[], &plan, kill_timeout);
-        }
-        upgrade::Incoming::Take {
-            state,
-            state_fd,
-            from,
-            refused,
-        } => {
-            if let Err(why) = upgrade::fits(&state, &plan) {
-                let held = (state_fd.as_raw_fd(), &from);
-                return fall_back(&why, held, &state.fds(), &plan, kill_timeout);
-            }
-            drop((state_fd, from));
-            (Some(state), refused)
-        }
+    let (adopted, refused) = match takeover::received(&plan) {
+        Ok(received) => received.unzip(),
+        Err(code) => return code,
     };
+    let refused = refused.flatten();
     upgrade::exec::unblock_signals();
     let own = match upgrade::exec::own_binary() {
         Ok(f) => Some(f),
@@ -326,7 +214,7 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             }
         };
     let (guard, listeners) = match &adopted {
-        Some(state) => adopt_guard_and_sockets(state),
+        Some(state) => takeover::guard_and_sockets(state),
         None => (start_guard(&runtime), Listeners::default()),
     };
     let (tx, mut rx) = mpsc::channel(1024);

@@ -44,6 +44,7 @@ pub mod slot;
 mod state;
 mod status;
 mod takeback;
+mod takeover;
 mod timers;
 mod triggers;
 mod upgrade;
