@@ -29,14 +29,26 @@ pub(super) async fn hand_over(
         let msg = "cannot find this hotrun's binary: name one with --binary PATH";
         return ask.answer(&mut sup.logs, Response::err(msg));
     };
-    let checked = upgrade::check_binary(&target).and_then(|v| {
-        reads_the_file(sup, &target)?;
-        Ok(v)
+    // The checks run the new binary (up to 5 s for one that hangs): the loop serves
+    // meanwhile.
+    let config = config_check(sup, &target);
+    let binary = target.clone();
+    let checks = tokio::task::spawn_blocking(move || {
+        let version = upgrade::check_binary(&binary)?;
+        if let Some(cmd) = config {
+            reads_the_file(cmd, &binary)?;
+        }
+        Ok::<_, String>(version)
     });
+    let checked = serving(sup, events, requests, checks).await;
     let version = match checked {
-        Ok(v) => v,
-        Err(e) => return ask.answer(&mut sup.logs, Response::err(e)),
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return ask.answer(&mut sup.logs, Response::err(e)),
+        Err(e) => return ask.answer(&mut sup.logs, Response::err(e.to_string())),
     };
+    if let Some(why) = sup.upgrade_blocker().or_else(|| sup.file_changed()) {
+        return ask.answer(&mut sup.logs, Response::err(why));
+    }
     let pipes = stop_readers(sup, events).await;
     if let Some(why) = sup.upgrade_blocker() {
         sup.resume_readers(pipes);
@@ -133,12 +145,28 @@ fn own_path() -> Option<PathBuf> {
     })
 }
 
-/// Whether `binary` reads the ecosystem file (`config`, with this hotrun's `--env` and
-/// `--only`): the first lines of what it said when it does not.
-fn reads_the_file(sup: &Supervisor, binary: &std::path::Path) -> Result<(), String> {
-    let Some(source) = sup.source.as_ref() else {
-        return Ok(());
-    };
+/// Waits for `task` while the loop goes on: instances' events and control requests are
+/// answered meanwhile.
+async fn serving<T>(
+    sup: &mut Supervisor,
+    events: &mut mpsc::Receiver<Event>,
+    requests: &mut mpsc::Receiver<Incoming>,
+    task: tokio::task::JoinHandle<T>,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            done = &mut task => return done,
+            Some(ev) = events.recv() => sup.on_event(ev),
+            Some(incoming) = requests.recv() => sup.on_request(incoming),
+        }
+    }
+}
+
+/// `binary config` as this hotrun reads its file (`--config`, `--env`, `--only`, its
+/// folder); `None` without a file.
+fn config_check(sup: &Supervisor, binary: &std::path::Path) -> Option<std::process::Command> {
+    let source = sup.source.as_ref()?;
     let mut cmd = std::process::Command::new(binary);
     cmd.arg("config")
         .arg("--config")
@@ -152,6 +180,12 @@ fn reads_the_file(sup: &Supervisor, binary: &std::path::Path) -> Result<(), Stri
     if !source.opts.only.is_empty() {
         cmd.arg("--only").arg(source.opts.only.join(","));
     }
+    Some(cmd)
+}
+
+/// Whether `binary` reads the ecosystem file (`cmd`, from `config_check`): the first
+/// lines of what it said when it does not.
+fn reads_the_file(mut cmd: std::process::Command, binary: &std::path::Path) -> Result<(), String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{} config does not run: {e}", binary.display()))?;
