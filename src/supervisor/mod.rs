@@ -16,7 +16,8 @@
 //! `reloads.rs` (driving rollouts), `takeback.rs` (a slot given back to its old instance;
 //! parked instances released), `probes.rs` (readiness and liveness probes), `replan.rs`
 //! (reading the file again at each reload), `changes.rs` (what differs between two plans), `build.rs` (build, then swap),
-//! `triggers.rs` (file changes, memory), `events.rs` (reload events), `logbook.rs`
+//! `triggers.rs` (file changes, memory), `window.rs` (the debounce window of an app's
+//! file changes, pure), `events.rs` (reload events), `logbook.rs`
 //! (`hotrun logs`), `requests.rs` (the control socket's requests), `console.rs` (`rs`),
 //! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`), `effects.rs` (what the
 //! runner does to the world, behind a trait: faked by `fake.rs` in `glue_tests.rs`).
@@ -48,6 +49,7 @@ mod takeover;
 mod timers;
 mod triggers;
 mod upgrade;
+mod window;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::restart::{self, History};
 use super::rollout::{Queue, Rollout, Trigger};
 use super::slot::{Phase, Settings};
-use super::{build, ports, scheduled, triggers};
+use super::{build, ports, scheduled, triggers, window};
 use crate::plan::AppPlan;
 use crate::sockets::ListenAddr;
 
@@ -125,7 +125,7 @@ pub(super) struct AppState {
     pub(super) reloads: u32,
     pub(super) last_reload: Option<LastReload>,
     /// File changes waiting for the end of their debounce window.
-    pub(super) changes: Option<triggers::Changes>,
+    pub(super) window: window::Window,
     /// Which changed paths the app's own starts cause (the loop guard).
     pub(super) echo: crate::watch::echo::EchoGuard,
     /// Whether the app was starting at the last tick (its start window is open).
@@ -159,7 +159,7 @@ impl AppState {
             queue: Queue::default(),
             reloads: 0,
             last_reload: None,
-            changes: None,
+            window: Default::default(),
             echo: Default::default(),
             in_start_window: false,
             next_plan: None,

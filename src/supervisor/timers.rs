@@ -28,8 +28,8 @@ impl Supervisor {
             if let Some(d) = app.reload.rollout().and_then(Rollout::deadline) {
                 wake = wake.min(d);
             }
-            if let Some(c) = &app.changes {
-                wake = wake.min(c.deadline());
+            if let Some(d) = app.window.deadline() {
+                wake = wake.min(d);
             }
         }
         for a in 0..self.apps.len() {

@@ -3,43 +3,23 @@
 //! `max_memory_restart` (that one instance alone gets the ready-gated replacement, with a
 //! back-off when it is over again right after its replacement).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::rollout::Trigger;
 use super::slot::Phase;
+use super::window::Verdict;
 use super::Supervisor;
 use crate::logs;
 use crate::plan::Plan;
 
 /// How many changed paths a reload's log line names.
 const SHOWN_PATHS: usize = 3;
-/// How many distinct changed paths are counted exactly (beyond: "more than").
-const COUNTED_PATHS: usize = 100_000;
-/// A burst that never pauses still reloads after this long.
-const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 /// An instance over its limit again within this time of its replacement backs off.
 const MEMORY_RELAPSE: Duration = Duration::from_secs(60);
 /// The first back-off, doubled at each relapse up to `MEMORY_BACKOFF_CAP`.
 const MEMORY_BACKOFF: Duration = Duration::from_secs(10);
 const MEMORY_BACKOFF_CAP: Duration = Duration::from_secs(600);
-
-/// Changes of one app waiting for the end of their debounce window.
-#[derive(Debug)]
-pub(super) struct Changes {
-    first: Instant,
-    fire_at: Instant,
-    /// Distinct paths, in the order they came.
-    paths: Vec<PathBuf>,
-    seen: HashSet<PathBuf>,
-}
-
-impl Changes {
-    pub fn deadline(&self) -> Instant {
-        self.fire_at
-    }
-}
 
 /// Memory replacements of one slot.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -119,8 +99,8 @@ fn shown(path: &Path, cwd: &Path) -> String {
 
 impl Supervisor {
     /// Events from the watcher: note the changes of each app; say what went wrong. The
-    /// debounce window trails the time each change happened (the debouncer hands changes
-    /// over some time after).
+    /// debounce window trails the time each change happened (the tap's record of it comes
+    /// at once; the debouncer's copy later, and is dropped once a window covered it).
     pub(super) fn on_fs_events(&mut self) {
         let Some(watcher) = self.watcher.as_mut() else {
             return;
@@ -137,68 +117,52 @@ impl Supervisor {
             self.reload_apps(None, Trigger::Watch, None);
         }
         let now = self.fx.now();
-        for crate::watch::AppChanges { app: a, paths } in found.changes {
+        for changes in found.changes {
             if self.shutdown != super::Shutdown::Running {
                 break;
             }
+            let app = &mut self.apps[changes.app];
             // What changes while the app builds is the build's own output, by the time
-            // it changed (the debouncer hands changes over later).
-            let building_since = self.apps[a].build.as_ref().map(|b| b.started);
-            let last_build = self.apps[a].last_build;
+            // it changed (the debouncer's copy comes later); the debouncer's copy of a
+            // change a closed window took opens no window of its own.
+            let building_since = app.build.as_ref().map(|b| b.started);
+            let last_build = app.last_build;
             let by_build = |at: Instant| {
                 building_since.is_some_and(|s| at >= s)
                     || last_build.is_some_and(|(from, to)| from <= at && at <= to)
             };
-            let paths: Vec<(PathBuf, Instant)> =
-                paths.into_iter().filter(|(_, at)| !by_build(*at)).collect();
-            if paths.is_empty() {
-                continue;
-            }
-            let latest = paths.iter().map(|(_, t)| *t).max().unwrap_or(now).min(now);
-            for (p, at) in &paths {
-                self.apps[a].echo.seen(p, *at);
-            }
-            let delay = self.apps[a].plan.watch_delay;
-            let pending = self.apps[a].changes.get_or_insert(Changes {
-                first: latest,
-                fire_at: latest,
-                paths: Vec::new(),
-                seen: HashSet::new(),
-            });
-            for (p, _) in paths {
-                if pending.seen.len() < COUNTED_PATHS && pending.seen.insert(p.clone()) {
-                    pending.paths.push(p);
+            let delay = app.plan.watch_delay;
+            for change in changes.paths {
+                if app.window.covers(&change) || by_build(change.at) {
+                    continue;
                 }
+                app.echo.seen(&change.path, change.at);
+                app.window.add(change, delay, now);
             }
-            let trailing = (latest + delay).max(pending.fire_at);
-            pending.fire_at = trailing.min(pending.first + delay.max(MAX_DEBOUNCE));
+            if changes.missed {
+                app.window.missed();
+            }
         }
     }
 
     /// Reloads the apps whose debounce window has passed.
     pub(super) fn fire_changes(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
-            let due = self.apps[a]
-                .changes
-                .as_ref()
-                .is_some_and(|c| c.fire_at <= now);
-            if !due {
+            if !self.apps[a].window.due(now) {
                 continue;
             }
-            // A change the backend saw since moves the window on; one not handed over yet
-            // is waited for.
             let delay = self.apps[a].plan.watch_delay;
-            let later = self.watcher.as_ref().and_then(|w| w.last_change(a, now));
-            if let (Some(c), Some((t, on_its_way))) = (self.apps[a].changes.as_mut(), later) {
-                let end = (t + delay).max(on_its_way.unwrap_or(t));
-                let end = end.min(c.first + delay.max(MAX_DEBOUNCE));
-                if end > now {
-                    c.fire_at = end;
+            let tap = self.watcher.as_ref().and_then(|w| w.last_change(a, now));
+            match self.apps[a].window.verdict(now, delay, tap) {
+                Some(Verdict::Fire) => {}
+                Some(Verdict::Wait(until)) => {
+                    self.apps[a].window.wait(until);
                     continue;
                 }
+                None => continue,
             }
-            let c = self.apps[a].changes.take().expect("due");
-            let sorted = self.apps[a].echo.sort(c.paths);
+            let paths = self.apps[a].window.close();
+            let sorted = self.apps[a].echo.sort(paths);
             let app = &self.apps[a].plan;
             for echo in &sorted.new_echoes {
                 let name = shown(echo, &app.cwd);

@@ -121,7 +121,7 @@ impl Supervisor {
             if !matches!(app.reload, super::state::Reload::Idle) || app.queue.in_flight() {
                 return Some(format!("{name}: a reload is in flight"));
             }
-            if app.changes.is_some() {
+            if app.window.deadline().is_some() {
                 return Some(format!("{name}: a file change waits for its reload"));
             }
             for (s, slot) in app.slots.iter().enumerate() {

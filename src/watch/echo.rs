@@ -3,8 +3,9 @@
 //! an echo once it has changed during two of the app's start windows (from a spawn until the
 //! app is ready again) and never outside one; an echo reloads nothing,
 //! and hotrun says so once per path. A path the user edits outside a start is never
-//! taken for an echo. Changes are placed by the time they happened, not the time they
-//! reach the loop: the debouncer hands them over later, often after the window closed.
+//! taken for an echo. Changes are placed by the time they happened (as the watcher's
+//! thread saw them), not the time they reach the loop: the debouncer's copy of a change
+//! comes later, often after the window closed.
 //! Pure: the event loop says when windows open and close and what it saw when.
 
 use std::collections::{HashMap, HashSet, VecDeque};

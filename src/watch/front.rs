@@ -5,16 +5,21 @@
 //! of the same path cancelled, renames paired (inotify's cookies) into one `Both` event, a
 //! kernel queue overflow turned into one rescan event. It holds each event for `hold` and
 //! sends what is that old at each tick, so a burst longer than that arrives over several
-//! batches, and a change reaches the loop up to two holds after it happened.
+//! batches, and a change reaches the loop up to two holds after it happened. Its batches
+//! place watches on new folders, forget removed ones and start rescans.
 //!
-//! The tap also drops, before the debouncer, the events no app needs: opens and reads,
-//! siblings in a root's parent folder, ignored paths, hotrun's own output.
-//!
-//! So that the loop's trailing `watch_delay` window still ends that long after an app's
-//! last change, the backend under the debouncer is wrapped (`Tapped`): each raw change
-//! event stamps the time on the apps it concerns (`Tap`), lock-free. The loop ends a window
-//! only when no app's stamp is newer than the window allows and the change with the newest
-//! stamp has been handed over (or can no longer be: the debouncer may cancel events).
+//! The backend under the debouncer is wrapped (`Tapped`), so the tap sees each raw event
+//! first. It drops the events no app needs (opens and reads, siblings in a root's parent
+//! folder, ignored paths, hotrun's own output) before they cost the debouncer anything.
+//! Of the others it stamps the time on the apps they concern (lock-free) and, once the
+//! debouncer has the event, notes each path in the app's `Record` (record.rs: a lock of its
+//! own per app, the first 100 distinct paths), waking the loop when a record stops being
+//! empty. So the loop opens an app's trailing `watch_delay` window at the first raw change
+//! and ends it exactly that long after the last, whatever the debouncer's tick, with the
+//! paths the tap saw; the debouncer's later copies of those changes are known by their time
+//! (a raw event's stamp in the record is taken after the debouncer stamped it, and before
+//! the next raw event). Only when a record overflowed does the loop wait for the debouncer
+//! to hand the rest over.
 //!
 //! The debouncer's thread only queues a batch and wakes the loop; a queue the loop has not
 //! taken for too long becomes one rescan instead of unbounded memory.
@@ -33,6 +38,7 @@ use notify_debouncer_full::{
 };
 use tokio::sync::Notify;
 
+use super::record::{self, Effect, Record};
 use super::scope::Scope;
 
 /// Events kept between two passes of the event loop, at most.
@@ -40,8 +46,8 @@ const MAX_QUEUED: usize = 50_000;
 /// Bounds of the debouncer's hold.
 const MIN_HOLD: Duration = Duration::from_millis(10);
 const MAX_HOLD: Duration = Duration::from_millis(250);
-/// How much later than the end of the window a change may reach the loop: the hold and
-/// one tick beyond the delay, at most (see `hold_for`).
+/// How much later than the end of the window the debouncer may hand a change over: the
+/// hold and one tick beyond the delay, at most (see `hold_for`).
 const LATE_BY: Duration = Duration::from_millis(40);
 
 /// What the debouncer's thread hands to the event loop.
@@ -54,38 +60,49 @@ pub(super) struct Queue {
 
 pub(super) type Shared = Arc<Mutex<Queue>>;
 
-/// When each app (by its index in the scope) last had a raw change event.
+/// A path of a raw event the tap admitted, for app `i` (its index in the scope).
+type Noted = (usize, std::path::PathBuf, Effect);
+
+/// When each app (by its index in the scope) last had a raw change event, and the paths.
 pub(super) struct Tap {
     scope: Arc<Scope>,
     base: Instant,
     /// Nanoseconds after `base`, plus one; 0 for never.
     last: Vec<AtomicU64>,
+    records: Vec<Mutex<Record>>,
+    /// Wakes the event loop.
+    wake: Arc<Notify>,
 }
 
 impl Tap {
-    pub fn new(scope: Arc<Scope>) -> Tap {
+    pub fn new(scope: Arc<Scope>, wake: Arc<Notify>) -> Tap {
         let last = scope.apps.iter().map(|_| AtomicU64::new(0)).collect();
+        let records = scope.apps.iter().map(|_| Mutex::default()).collect();
         Tap {
             scope,
             base: Instant::now(),
             last,
+            records,
+            wake,
         }
     }
 
-    /// Stamps the apps a raw event changes; whether the debouncer needs it at all. It
-    /// does not need what changes nothing (a file opened or read), nor what no app owns
-    /// (a sibling in a root's parent folder, an ignored path, hotrun's own output): those
-    /// are dropped here, before they cost the debouncer and the event loop anything.
-    fn admit(&self, event: &Event) -> bool {
+    /// Stamps the apps a raw event changes; whether the debouncer needs it at all, and the
+    /// paths to note once it has it. It does not need what changes nothing (a file opened
+    /// or read), nor what no app owns (a sibling in a root's parent folder, an ignored
+    /// path, hotrun's own output): those are dropped here, before they cost the debouncer
+    /// and the event loop anything.
+    fn admit(&self, event: &Event) -> Option<Vec<Noted>> {
         if event.need_rescan() {
-            return true;
+            return Some(Vec::new());
         }
         if !super::is_change(&event.kind) {
-            return false;
+            return None;
         }
         let stamp = self.base.elapsed().as_nanos() as u64 + 1;
         let mut wanted = false;
-        for path in &event.paths {
+        let mut noted = Vec::new();
+        for (n, path) in event.paths.iter().enumerate() {
             if self.scope.is_config(path) {
                 wanted = true;
                 continue;
@@ -97,12 +114,38 @@ impl Tap {
             wanted = true;
             for (i, _) in owners {
                 self.last[i].fetch_max(stamp, Ordering::Relaxed);
+                noted.push((i, path.clone(), record::effect(&event.kind, n)));
             }
         }
-        wanted
+        wanted.then_some(noted)
     }
 
-    /// When app `i` (its index in the scope) last changed, as the backend saw it.
+    /// Notes what `admit` found, now that the debouncer has the event: the time here is
+    /// after the debouncer's own stamp of it, and before that of the next raw event (one
+    /// backend thread calls both in turn).
+    fn note(&self, noted: Vec<Noted>) {
+        if noted.is_empty() {
+            return;
+        }
+        let at = Instant::now();
+        let mut wake = false;
+        for (i, path, effect) in noted {
+            let mut record = self.records[i].lock().unwrap_or_else(|e| e.into_inner());
+            wake |= record.note(&path, effect, at);
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes what was noted of app `i` (its index in the scope).
+    pub fn take(&self, i: usize) -> Record {
+        let mut record = self.records[i].lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *record)
+    }
+
+    /// When app `i` (its index in the scope) last changed, as the backend saw it (before
+    /// the debouncer had the event).
     pub fn last_change(&self, i: usize) -> Option<Instant> {
         match self.last.get(i)?.load(Ordering::Relaxed) {
             0 => None,
@@ -127,12 +170,17 @@ impl<W: notify::Watcher> notify::Watcher for Tapped<W> {
         let tap = NEXT_TAP.with(|t| t.borrow_mut().take());
         let inner = W::new(
             move |res: notify::Result<Event>| {
-                if let (Some(tap), Ok(event)) = (&tap, &res) {
-                    if !tap.admit(event) {
-                        return;
-                    }
-                }
+                let noted = match (&tap, &res) {
+                    (Some(tap), Ok(event)) => match tap.admit(event) {
+                        Some(noted) => noted,
+                        None => return,
+                    },
+                    _ => Vec::new(),
+                };
                 handler.handle_event(res);
+                if let Some(tap) = &tap {
+                    tap.note(noted);
+                }
             },
             config,
         )?;
@@ -162,12 +210,13 @@ pub(super) enum Front {
     Poll(Debouncer<Tapped<PollWatcher>, NoCache>),
 }
 
-/// How long the debouncer holds an event; its tick is the same, so a change reaches the
-/// loop between one and two holds after it happened. Two holds are the delay plus
-/// `LATE_BY`: the window's end is at most that late, and the thread wakes as seldom as
-/// that allows while idle (every 70 ms for the default 100 ms: 143 wake-ups in 10 s, ~10 ms
-/// of CPU on a small VM, where one costs ~70 µs). A change made just after a tick reaches
-/// the loop up to 40 ms after its window; one made early in a tick, at the window's end.
+/// How long the debouncer holds an event; its tick is the same, so it hands a change over
+/// between one and two holds after it happened. Two holds are the delay plus `LATE_BY`,
+/// and the thread wakes as seldom as that allows while idle (every 70 ms for the default
+/// 100 ms: 143 wake-ups in 10 s, ~10 ms of CPU on a small VM, where one costs ~60 µs).
+/// The window ends on the tap's record, not on the hand-over; only a window whose record
+/// overflowed waits for it, then at most 40 ms beyond its end; a new folder is watched
+/// that long after it was made at most.
 pub(super) fn hold_for(shortest_delay: Duration) -> Duration {
     ((shortest_delay + LATE_BY) / 2).clamp(MIN_HOLD, MAX_HOLD)
 }
@@ -229,6 +278,110 @@ impl Front {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watch::{AppWatch, Fate, IgnoreSet};
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
+    use std::path::PathBuf;
+
+    fn event(kind: EventKind, paths: &[&str]) -> Event {
+        let mut e = Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        e
+    }
+
+    #[test]
+    fn the_tap_records_what_an_app_owns_once_the_debouncer_has_it_and_wakes_the_loop() {
+        let root = PathBuf::from("/srv/app");
+        let ignore = IgnoreSet::new(&root, &["*.log".to_string()], &[]).unwrap();
+        let scope = Arc::new(Scope::new(
+            vec![AppWatch {
+                app: 3,
+                roots: vec![root],
+                ignore,
+            }],
+            Some("/srv/app/ecosystem.config.js".into()),
+        ));
+        let wake = Arc::new(Notify::new());
+        let tap = Tap::new(scope, wake.clone());
+        let create = EventKind::Create(CreateKind::File);
+        let close = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let read = EventKind::Access(AccessKind::Open(AccessMode::Read));
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        // (event, whether the debouncer gets it, the paths noted for the app)
+        let table = [
+            (
+                event(create, &["/srv/app/a.js"]),
+                true,
+                vec!["/srv/app/a.js"],
+            ),
+            (
+                event(close, &["/srv/app/a.js"]),
+                true,
+                vec!["/srv/app/a.js"],
+            ),
+            (event(read, &["/srv/app/a.js"]), false, vec![]),
+            (
+                event(create, &["/srv/app/node_modules/x.js"]),
+                false,
+                vec![],
+            ),
+            (event(create, &["/srv/app/out.log"]), false, vec![]),
+            (event(create, &["/srv/other.js"]), false, vec![]),
+            // The ecosystem file goes to the debouncer (it reloads every app), not here.
+            (
+                event(close, &["/srv/app/ecosystem.config.js"]),
+                true,
+                vec![],
+            ),
+            (
+                event(both, &["/srv/app/tmp.js", "/srv/app/b.js"]),
+                true,
+                vec!["/srv/app/tmp.js", "/srv/app/b.js"],
+            ),
+        ];
+        for (n, (e, wanted, paths)) in table.into_iter().enumerate() {
+            let noted = tap.admit(&e);
+            assert_eq!(noted.is_some(), wanted, "row {n}");
+            let got: Vec<&str> = noted
+                .iter()
+                .flatten()
+                .map(|(_, p, _)| p.to_str().unwrap())
+                .collect();
+            assert_eq!(got, paths, "row {n}");
+            assert!(noted.iter().flatten().all(|(i, ..)| *i == 0), "row {n}");
+            tap.note(noted.unwrap_or_default());
+        }
+        let last = tap.last_change(0).expect("stamped");
+        let record = tap.take(0);
+        assert!(tap.take(0).is_empty(), "taken");
+        let fate = |born, gone| Fate { born, gone };
+        let kept: Vec<(&str, Fate)> = record
+            .paths
+            .iter()
+            .map(|(p, _, f)| (p.to_str().unwrap(), *f))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("/srv/app/a.js", fate(true, false)),
+                ("/srv/app/tmp.js", fate(false, true)),
+                ("/srv/app/b.js", fate(true, false)),
+            ]
+        );
+        // A path's time is after the stamp of its event (and the debouncer's of it).
+        let newest = record.paths.iter().map(|(_, at, _)| *at).max();
+        assert!(newest >= Some(last));
+        // The loop was woken (once: the record was empty only before the first).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let woken = tokio::time::timeout(Duration::from_millis(10), wake.notified());
+            assert!(woken.await.is_ok(), "the loop is woken");
+        });
+    }
 
     #[test]
     fn the_hold_lets_a_change_reach_the_loop_at_most_40_ms_after_its_window() {

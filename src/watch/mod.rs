@@ -14,13 +14,15 @@
 //! up to `LINKED_FOLDERS` folders; a link back into the tree (`ln -s . self`) or above it
 //! is a loop and adds nothing; one folder reached by two paths is watched once.
 //!
-//! Events come through notify-debouncer-full (front.rs); `collect` sorts them into changed
-//! paths per app, with the time each happened, and the event loop debounces those (a
-//! trailing `watch_delay` window, so a burst is one reload).
+//! Events come through notify-debouncer-full (front.rs), with a tap on the raw events that
+//! records each app's changed paths at once (record.rs); `collect` sorts both into changed
+//! paths per app, with the time each happened and who saw it, and the event loop debounces
+//! those (a trailing `watch_delay` window, so a burst is one reload).
 
 pub mod echo;
 mod front;
 pub mod ignore;
+mod record;
 mod scope;
 mod walk;
 
@@ -38,6 +40,7 @@ use tokio::sync::Notify;
 
 use self::front::{Front, Queue, Shared, Tap};
 pub use self::ignore::IgnoreSet;
+pub use self::record::{By, Changed, Fate};
 pub use self::scope::AppWatch;
 use self::scope::Scope;
 use self::walk::Link;
@@ -93,8 +96,11 @@ pub struct Watcher {
 pub struct AppChanges {
     /// The app's index in the plan.
     pub app: usize,
-    /// Each changed path, once, with the time of its latest event.
-    pub paths: Vec<(PathBuf, Instant)>,
+    /// What the tap recorded (first), then what the debouncer handed over: one path may
+    /// come from both, and from the debouncer more than once.
+    pub paths: Vec<Changed>,
+    /// The tap's record overflowed: some paths come with the debouncer only.
+    pub missed: bool,
 }
 
 /// What `collect` found.
@@ -109,21 +115,26 @@ pub struct Collected {
 }
 
 impl Collected {
-    fn note(&mut self, app: usize, path: &Path, at: Instant) {
-        let entry = match self.changes.iter_mut().position(|c| c.app == app) {
+    fn of(&mut self, app: usize) -> &mut AppChanges {
+        match self.changes.iter().position(|c| c.app == app) {
             Some(i) => &mut self.changes[i],
             None => {
                 self.changes.push(AppChanges {
                     app,
                     paths: Vec::new(),
+                    missed: false,
                 });
                 self.changes.last_mut().expect("pushed")
             }
-        };
-        match entry.paths.iter_mut().find(|(p, _)| p == path) {
-            Some((_, t)) => *t = (*t).max(at),
-            None => entry.paths.push((path.to_path_buf(), at)),
         }
+    }
+
+    fn note(&mut self, app: usize, path: &Path, at: Instant, by: By) {
+        self.of(app).paths.push(Changed {
+            path: path.to_path_buf(),
+            at,
+            by,
+        });
     }
 }
 
@@ -166,7 +177,8 @@ impl Watcher {
     /// (for filesystems without native events); `shortest_delay` is the shortest
     /// `watch_delay` of the apps (the debouncer holds events half of it).
     /// `config`, when given, is the ecosystem file: its changes are reported apart
-    /// (`hotrun watch` reloads every app then). `wake` is notified when events wait.
+    /// (`hotrun watch` reloads every app then). `wake` is notified when events wait (a
+    /// raw change recorded, a batch handed over).
     pub fn start(
         apps: Vec<AppWatch>,
         config: Option<PathBuf>,
@@ -176,7 +188,7 @@ impl Watcher {
     ) -> Result<Watcher, WatchError> {
         let queue: Shared = Arc::new(Mutex::new(Queue::default()));
         let scope = Arc::new(Scope::new(apps, config));
-        let tap = Arc::new(Tap::new(scope.clone()));
+        let tap = Arc::new(Tap::new(scope.clone(), wake.clone()));
         let hold = front::hold_for(shortest_delay);
         let front = Front::start(hold, poll, tap.clone(), queue.clone(), wake)
             .map_err(|e| classify(Path::new("."), e, 0))?;
@@ -219,8 +231,8 @@ impl Watcher {
     }
 
     /// When app `app` (its index in the plan) last changed as the backend saw it, and
-    /// whether that change may still be on its way to `collect` at `now`: then the
-    /// earliest time the loop can be sure it is not.
+    /// whether the debouncer may still hand that change over at `now`: then the earliest
+    /// time the loop can be sure it will not.
     pub fn last_change(&self, app: usize, now: Instant) -> Option<(Instant, Option<Instant>)> {
         let i = self.scope.apps.iter().position(|a| a.app == app)?;
         let last = self.tap.last_change(i)?;
@@ -380,23 +392,39 @@ impl Watcher {
         }
     }
 
-    /// Takes the queued events and sorts them into changed paths per app; watches what
-    /// appeared and forgets what went. Errors (running out of watches for a new folder)
-    /// are returned beside the changes.
+    /// Takes the tap's records and the queued events and sorts them into changed paths per
+    /// app; watches what appeared and forgets what went. Errors (running out of watches
+    /// for a new folder) are returned beside the changes.
     pub fn collect(&mut self) -> Collected {
+        // Before the records are taken: a raw change noted after is later than a rescan.
+        let now = Instant::now();
+        let mut found = Collected::default();
+        for (i, app) in self.scope.apps.iter().enumerate() {
+            let record = self.tap.take(i);
+            if record.is_empty() {
+                continue;
+            }
+            let entry = found.of(app.app);
+            entry.missed = record.missed > 0;
+            entry
+                .paths
+                .extend(record.paths.into_iter().map(|(path, at, fate)| Changed {
+                    path,
+                    at,
+                    by: By::Tap(fate),
+                }));
+        }
         let Queue { events, overflow } =
             std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut found = Collected::default();
         if overflow || events.iter().any(|e| e.need_rescan()) {
             // The kernel dropped events: walk everything again and call it a change.
             self.prune();
             if let Err(e) = self.place_everything() {
                 found.errors.push(e);
             }
-            let now = Instant::now();
             for app in &self.scope.apps {
                 for root in &app.roots {
-                    found.note(app.app, root, now);
+                    found.note(app.app, root, now, By::Debouncer);
                 }
             }
         }
@@ -434,7 +462,7 @@ impl Watcher {
                     continue;
                 }
                 for (i, _) in self.scope.owners(path) {
-                    found.note(self.scope.apps[i].app, path, event.time);
+                    found.note(self.scope.apps[i].app, path, event.time, By::Debouncer);
                     self.delivered[i] = self.delivered[i].max(Some(event.time));
                 }
             }
