@@ -130,6 +130,8 @@ pub(super) struct AppState {
     pub(super) echo: crate::watch::echo::EchoGuard,
     /// Whether the app was starting at the last tick (its start window is open).
     pub(super) in_start_window: bool,
+    /// A rollout ran while the start window was open (it then closes without grace).
+    pub(super) window_rolled: bool,
     /// The plan read at the last reload request, applied when its rollout begins.
     pub(super) next_plan: Option<AppPlan>,
     /// Gone from the ecosystem file (stopped; kept so indexes stay valid).
@@ -162,6 +164,7 @@ impl AppState {
             window: Default::default(),
             echo: Default::default(),
             in_start_window: false,
+            window_rolled: false,
             next_plan: None,
             removed: false,
             reload_began: None,

@@ -210,10 +210,20 @@ impl Supervisor {
     pub(super) fn track_start_windows(&mut self, now: Instant) {
         for a in 0..self.apps.len() {
             let starting = !self.apps[a].plan.watch.is_empty() && self.starting(a);
-            match (self.apps[a].in_start_window, starting) {
-                (false, true) => self.apps[a].echo.opened(now),
-                (true, false) => self.apps[a].echo.closed(now),
+            let app = &mut self.apps[a];
+            app.window_rolled |= starting && app.reload.rollout().is_some();
+            match (app.in_start_window, starting) {
+                (false, true) => app.echo.opened(now),
+                // A start that ends at readiness (no old instance drained after it) holds
+                // what notify stamps a little late (see `LATE_STAMP`).
+                (true, false) if !app.window_rolled => {
+                    app.echo.closed(now + crate::watch::echo::LATE_STAMP)
+                }
+                (true, false) => app.echo.closed(now),
                 _ => {}
+            }
+            if !starting {
+                app.window_rolled = false;
             }
             self.apps[a].in_start_window = starting;
         }
