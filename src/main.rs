@@ -13,9 +13,16 @@ use hotrun::supervisor::Mode;
 fn main() -> ExitCode {
     // The exec step of instances that take `listen` sockets (see process::spawn).
     let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|a| a == "__exec") {
-        return code(process::spawn::exec_with_listen_pid(args));
+    match args.next() {
+        Some(a) if a == "__exec" => return code(process::spawn::exec_with_listen_pid(args)),
+        // What `hotrun upgrade` asks a new binary: the newest state format it reads.
+        Some(a) if a == "__state-format" => {
+            println!("{}", hotrun::upgrade::state::FORMAT);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
+    hotrun::upgrade::receive();
     let cli = Cli::parse();
     let g = &cli.global;
     hotrun::logs::set_json(g.log_format == hotrun::cli::LogFormat::Json);

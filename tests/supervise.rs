@@ -400,3 +400,29 @@ fn instances_start_with_no_signal_ignored_whatever_hotrun_inherited() {
     assert!(h.wait_exit().success());
     assert!(!h.output().contains("SIGKILL"), "{}", h.output());
 }
+
+#[test]
+fn every_line_an_instance_writes_before_it_exits_is_printed() {
+    // 20,000 lines (2 MB, far more than a pipe holds) written at once, then exit 7: the
+    // pipe is read to its end after the instance is gone and its slot has forgotten it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("burst.log");
+    std::fs::write(
+        dir.path().join("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [{{ name: 'burst', script: '{}', autorestart: false,
+               out_file: '{}' }}] }};\n",
+            app("burst_exit.js"),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut h = Hotrun::start(dir.path(), &[]);
+    assert_eq!(h.wait_exit().code(), Some(7), "{}", h.output());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 20_000, "{:?}", lines.last());
+    for (i, line) in lines.iter().enumerate() {
+        assert!(line.starts_with(&format!("burst {i} ")), "line {i}: {line}");
+    }
+}

@@ -78,9 +78,13 @@ impl Listeners {
         if !self.groups.contains_key(&addr) {
             probe(addr)?;
         }
+        let bound = match self.groups.get(&addr).and_then(|g| g.get(member)) {
+            Some(_) => None,
+            None => Some(bind_listener(addr)?),
+        };
         let group = self.groups.entry(addr).or_default();
-        if group.get(member).is_none() {
-            group.add(member.clone(), bind_listener(addr)?);
+        if let Some(fd) = bound {
+            group.add(member.clone(), fd);
         }
         Ok(group.get(member).expect("bound above"))
     }

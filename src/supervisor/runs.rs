@@ -314,8 +314,12 @@ impl Supervisor {
         let tx = self.events.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Only an upgrade's explicit stop: a run forgotten (its reader dropped) still
+            // has its pipe read to the end.
             let stopped = async {
-                let _ = stopped.await;
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             };
             let left = reader::read_lines_until(input, stopped, |text| {
                 let tx = tx.clone();

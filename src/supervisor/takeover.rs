@@ -52,6 +52,13 @@ pub(super) fn received(
             refused,
         } => {
             if let Err(why) = upgrade::fits(&state, plan) {
+                if refused.is_some() {
+                    // This is the old binary taking its state back: no exec is left to try.
+                    logs::say(&format!(
+                        "the hotrun that ran before cannot take its own state back ({why}): stopping every instance"
+                    ));
+                    return Err(stop_without_state(plan, kill_timeout));
+                }
                 let held = (state_fd.as_raw_fd(), &from);
                 return Err(fall_back(&why, held, &state.fds(), plan, kill_timeout));
             }

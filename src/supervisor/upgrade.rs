@@ -116,7 +116,7 @@ impl Supervisor {
         if !self.builds.is_empty() || !self.probe_children.is_empty() {
             return Some("a build or an exec probe runs".into());
         }
-        for (a, app) in self.apps.iter().enumerate().filter(|(_, a)| !a.removed) {
+        for (a, app) in self.apps.iter().enumerate() {
             let name = &app.plan.name;
             if !matches!(app.reload, super::state::Reload::Idle) || app.queue.in_flight() {
                 return Some(format!("{name}: a reload is in flight"));
@@ -262,6 +262,7 @@ impl Supervisor {
             runs,
             next_serial: self.next_serial,
             next_lane: self.next_lane,
+            next_pm_id: self.next_pm_id,
         }
     }
 
@@ -333,12 +334,16 @@ impl Supervisor {
                 };
                 slot.phase = adopted_phase(saved.phase, now);
             }
+            // Log files named by pm_id keep their names.
+            let base = self.apps[a].slots.first().map_or(0, |s| s.pm_id);
+            self.logs.set_app(a, &self.apps[a].plan, base);
         }
         for run in state.runs {
             self.adopt_run(run, now);
         }
         self.next_serial = self.next_serial.max(state.next_serial);
         self.next_lane = self.next_lane.max(state.next_lane);
+        self.next_pm_id = self.next_pm_id.max(state.next_pm_id);
         self.sync_live_sockets();
     }
 
@@ -404,12 +409,13 @@ fn exit_of(e: SavedExit) -> Exit {
 fn saved_slot(slot: &super::SlotState, now: Instant) -> SavedSlot {
     let phase = match &slot.phase {
         Phase::Pending { at } => SavedPhase::Pending {
-            in_ms: at.saturating_duration_since(now).as_millis() as u64,
+            at_unix_ms: unix_ms() + at.saturating_duration_since(now).as_millis() as u64,
         },
         Phase::Online { run, ready_by } => SavedPhase::Online {
             serial: run.serial,
             pid: run.pid,
-            uptime_ms: now.saturating_duration_since(run.started).as_millis() as u64,
+            started_unix_ms: unix_ms()
+                .saturating_sub(now.saturating_duration_since(run.started).as_millis() as u64),
             ready_by: ready_by.as_str().to_string(),
         },
         Phase::Errored { exit } => SavedPhase::Errored {
@@ -433,22 +439,31 @@ fn saved_slot(slot: &super::SlotState, now: Instant) -> SavedSlot {
     }
 }
 
+/// The wall clock in ms since the epoch (what a state's times are in).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn adopted_phase(saved: SavedPhase, now: Instant) -> Phase {
     match saved {
-        SavedPhase::Pending { in_ms } => Phase::Pending {
-            at: now + Duration::from_millis(in_ms),
+        SavedPhase::Pending { at_unix_ms } => Phase::Pending {
+            at: now + Duration::from_millis(at_unix_ms.saturating_sub(unix_ms())),
         },
         SavedPhase::Online {
             serial,
             pid,
-            uptime_ms,
+            started_unix_ms,
             ready_by,
         } => Phase::Online {
             run: Run {
                 pid,
                 serial,
                 started: now
-                    .checked_sub(Duration::from_millis(uptime_ms))
+                    .checked_sub(Duration::from_millis(
+                        unix_ms().saturating_sub(started_unix_ms),
+                    ))
                     .unwrap_or(now),
             },
             ready_by: ReadyBy::parse(&ready_by).unwrap_or(ReadyBy::Uptime),

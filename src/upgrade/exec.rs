@@ -48,12 +48,15 @@ pub fn close_on_exec(fds: &[RawFd], on: bool) -> io::Result<()> {
     } else {
         FdFlag::empty()
     };
+    let mut first_error = None;
     for &fd in fds {
         // SAFETY: the numbers are descriptors this process holds open (the state's).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        fcntl(fd, FcntlArg::F_SETFD(flag))?;
+        if let Err(e) = fcntl(fd, FcntlArg::F_SETFD(flag)) {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// Which binary to exec.

@@ -35,10 +35,29 @@ pub enum Incoming {
     },
 }
 
+/// What `receive` read, for `incoming`.
+static RECEIVED: std::sync::Mutex<Option<Incoming>> = std::sync::Mutex::new(None);
+
+/// Reads what an upgrade handed to this process, first thing in `main`: before anything
+/// (a JS ecosystem file's `node`) is started that would inherit the handed-over
+/// descriptors or see the variables naming them.
+pub fn receive() {
+    let got = read_incoming();
+    if !matches!(got, Incoming::Nothing) {
+        *RECEIVED.lock().unwrap_or_else(|e| e.into_inner()) = Some(got);
+    }
+}
+
+/// What an upgrade handed to this process (`receive` read it), taken once.
+pub fn incoming() -> Incoming {
+    let taken = RECEIVED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    taken.unwrap_or_else(read_incoming)
+}
+
 /// Reads what an upgrade handed to this process (its environment names the
 /// descriptors), and takes the names out of the environment (instances must not see
 /// them). Every descriptor the state names is close-on-exec again once read.
-pub fn incoming() -> Incoming {
+fn read_incoming() -> Incoming {
     let fd_of = |key: &str| -> Option<RawFd> { std::env::var(key).ok()?.parse().ok() };
     let (Some(state_fd), Some(from_fd)) = (fd_of(STATE_ENV), fd_of(FROM_ENV)) else {
         return Incoming::Nothing;
@@ -195,7 +214,31 @@ pub fn check_binary(binary: &Path) -> Result<String, String> {
             "{shown} --version printed {version:?} ({status}): not a hotrun binary"
         ));
     }
-    Ok(version)
+    // A hotrun older than upgrades does not know the state: it would start afresh and
+    // find its own control socket taken.
+    let reads = std::process::Command::new(binary)
+        .arg("__state-format")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
+    match reads {
+        Some(format) if format >= state::FORMAT => Ok(version),
+        Some(format) => Err(format!(
+            "{version} ({shown}) reads upgrade states of format {format}, this hotrun writes {}: it cannot take over",
+            state::FORMAT
+        )),
+        None => Err(format!(
+            "{version} ({shown}) cannot take over a running hotrun (it has no upgrade)"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub struct State {
     pub runs: Vec<SavedRun>,
     pub next_serial: u64,
     pub next_lane: u64,
+    /// The next pm_id (`NODE_APP_INSTANCE` numbering across apps, log file names).
+    #[serde(default)]
+    pub next_pm_id: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,14 +94,16 @@ pub struct SavedSlot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum SavedPhase {
-    /// To be started this long after the state was written (a restart delay).
+    /// To be started at this time (the end of a restart delay), in ms since the epoch:
+    /// the wall clock, so that the time the exec takes is counted.
     Pending {
-        in_ms: u64,
+        at_unix_ms: u64,
     },
     Online {
         serial: u64,
         pid: i32,
-        uptime_ms: u64,
+        /// When it started, in ms since the epoch.
+        started_unix_ms: u64,
         ready_by: String,
     },
     Errored {
@@ -261,7 +266,7 @@ mod tests {
                     phase: SavedPhase::Online {
                         serial: 9,
                         pid: 41,
-                        uptime_ms: 1500,
+                        started_unix_ms: 1_700_000_000_000,
                         ready_by: "message".into(),
                     },
                 }],
@@ -286,6 +291,7 @@ mod tests {
             }],
             next_serial: 10,
             next_lane: 3,
+            next_pm_id: 1,
         }
     }
 
