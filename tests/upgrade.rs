@@ -422,3 +422,37 @@ fn after_an_upgrade_a_restarted_instance_is_ready_as_before() {
     );
     assert!(get(port).is_ok());
 }
+
+#[test]
+fn while_the_new_binary_is_checked_hotrun_serves_and_a_sigterm_stops_it_gracefully() {
+    let port = free_port();
+    let dir = chatty_dir(port);
+    let mut h = Hotrun::start(dir.path(), &[]);
+    let before = pids(&wait_online(dir.path()), "web");
+    // A new binary slow to answer (2 s for each of its checks).
+    let slow = dir.path().join("hotrun-slow");
+    std::fs::write(&slow, format!("#!/bin/sh\nsleep 2\nexec {HOTRUN} \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let client = std::process::Command::new(HOTRUN)
+        .args(["upgrade", "--binary", slow.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    h.wait_for("upgrade: checking");
+    // The loop answers meanwhile...
+    assert_eq!(pids(&status(dir.path()), "web"), before);
+    assert!(get(port).is_ok());
+    // ...and a SIGTERM is a graceful stop, not lost in the upgrade.
+    h.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(h.wait_exit().code(), Some(0), "{}", h.output());
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("upgrade not done"), "{err}");
+    for pid in &before {
+        wait_until(&format!("instance {pid} is gone"), || !alive(*pid as i32));
+    }
+    assert!(!h.output().contains("SIGKILL"), "{}", h.output());
+}

@@ -40,11 +40,11 @@ pub fn run(plan: Plan, opts: RunOptions) -> i32 {
 }
 
 /// The signals the loop answers.
-struct Signals {
-    child: UnixSignal,
-    term: UnixSignal,
-    int: UnixSignal,
-    hup: UnixSignal,
+pub(super) struct Signals {
+    pub(super) child: UnixSignal,
+    pub(super) term: UnixSignal,
+    pub(super) int: UnixSignal,
+    pub(super) hup: UnixSignal,
     usr2: UnixSignal,
 }
 
@@ -270,8 +270,13 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
             match &own {
                 Some(own) => {
                     let held = handover::held(control.raw_fd(), http_fd, ask.refuse);
-                    let (events, control, requests) = (&mut rx, &mut control, &mut control_rx);
-                    handover::hand_over(&mut sup, events, ask, held, own, control, requests).await;
+                    let mut lp = handover::Loop {
+                        events: &mut rx,
+                        requests: &mut control_rx,
+                        signals: &mut signals,
+                        control: &mut control,
+                    };
+                    handover::hand_over(&mut sup, &mut lp, ask, held, own).await;
                 }
                 None => ask.answer(
                     &mut sup.logs,

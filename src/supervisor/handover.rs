@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use super::upgrade::{Ask, Held, Pipes};
@@ -15,20 +16,29 @@ use crate::control::protocol::{Request, Response, UpgradeStatus};
 use crate::control::server::Incoming;
 use crate::upgrade::{self, exec, state};
 
+/// What the event loop lends the upgrade: its inputs, to go on serving while the new
+/// binary is checked, and its control socket's accept loop, to pause.
+pub(super) struct Loop<'a> {
+    pub events: &'a mut mpsc::Receiver<Event>,
+    pub requests: &'a mut mpsc::Receiver<Incoming>,
+    pub signals: &'a mut super::event_loop::Signals,
+    pub control: &'a mut super::event_loop::ControlServer,
+}
+
 /// Runs the upgrade `ask`; returns only when it did not happen (said to the asker).
 pub(super) async fn hand_over(
     sup: &mut Supervisor,
-    events: &mut mpsc::Receiver<Event>,
+    lp: &mut Loop<'_>,
     ask: Ask,
     held: Held,
     own: &std::fs::File,
-    control: &mut super::event_loop::ControlServer,
-    requests: &mut mpsc::Receiver<Incoming>,
 ) {
     let Some(target) = ask.binary.clone().or_else(own_path) else {
         let msg = "cannot find this hotrun's binary: name one with --binary PATH";
         return ask.answer(&mut sup.logs, Response::err(msg));
     };
+    sup.logs
+        .say(&format!("upgrade: checking {}", target.display()));
     // The checks run the new binary (up to 5 s for one that hangs): the loop serves
     // meanwhile.
     let config = config_check(sup, &target);
@@ -40,7 +50,7 @@ pub(super) async fn hand_over(
         }
         Ok::<_, String>(version)
     });
-    let checked = serving(sup, events, requests, checks).await;
+    let checked = serving(sup, lp, checks).await;
     let version = match checked {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return ask.answer(&mut sup.logs, Response::err(e)),
@@ -49,7 +59,7 @@ pub(super) async fn hand_over(
     if let Some(why) = sup.upgrade_blocker().or_else(|| sup.file_changed()) {
         return ask.answer(&mut sup.logs, Response::err(why));
     }
-    let pipes = stop_readers(sup, events).await;
+    let pipes = stop_readers(sup, lp.events).await;
     if let Some(why) = sup.upgrade_blocker() {
         sup.resume_readers(pipes);
         return ask.answer(&mut sup.logs, Response::err(why));
@@ -77,39 +87,59 @@ pub(super) async fn hand_over(
     }
     // New connections wait in the socket's queue for the new image; those accepted
     // already are answered (requests coming on them meanwhile are taken here).
-    control.pause();
+    lp.control.pause();
     let settle = tokio::time::sleep(Duration::from_millis(50));
     tokio::pin!(settle);
-    loop {
+    let mut signalled = None;
+    while signalled.is_none() {
         tokio::select! {
             _ = &mut settle => break,
-            Some(incoming) = requests.recv() => answer_meanwhile(sup, incoming),
+            Some(incoming) = lp.requests.recv() => answer_meanwhile(sup, incoming),
+            sig = stop_signal(lp.signals) => signalled = Some(sig),
         }
     }
-    while let Ok(incoming) = requests.try_recv() {
+    while let Ok(incoming) = lp.requests.try_recv() {
         answer_meanwhile(sup, incoming);
     }
     crate::logs::stdio::flush_for(Duration::from_secs(2));
     let mut keep = state.fds();
     keep.extend([sealed.as_raw_fd(), own.as_raw_fd()]);
     let err = match exec::close_on_exec(&keep, false) {
-        Ok(()) => {
+        Ok(()) if signalled.is_none() => {
             exec::block_signals();
-            let err = exec::exec(
-                exec::Target::Path(&target),
-                sealed.as_raw_fd(),
-                own.as_raw_fd(),
-                None,
-            );
+            // A stop or reload signal that came while the state was sealed is answered
+            // here, not lost in the exec.
+            signalled = pending_signal(lp.signals).await;
+            let err = match signalled {
+                Some(_) => std::io::Error::other("a signal came"),
+                None => exec::exec(
+                    exec::Target::Path(&target),
+                    sealed.as_raw_fd(),
+                    own.as_raw_fd(),
+                    None,
+                ),
+            };
             exec::unblock_signals();
             err
         }
+        Ok(()) => std::io::Error::other("a signal came"),
         Err(e) => e,
     };
-    // Still here: the exec failed. Nothing was handed over.
+    // Still here: the exec failed, or a signal came. Nothing was handed over.
     let _ = exec::close_on_exec(&keep, true);
-    control.resume();
+    lp.control.resume();
     sup.resume_readers(pipes);
+    if let Some(sig) = signalled {
+        let why = format!("{} came during the upgrade", sig.as_str());
+        sup.logs.say(&format!("upgrade not done: {why}"));
+        sup.upgraded = Some(UpgradeStatus {
+            at: chrono::Local::now().to_rfc3339(),
+            from: env!("CARGO_PKG_VERSION").into(),
+            ok: false,
+            refused: Some(why),
+        });
+        return answer_signal(sup, sig);
+    }
     let why = format!("cannot exec {}: {err}", target.display());
     sup.logs
         .say(&format!("upgrade failed: {why}; this hotrun runs on"));
@@ -145,20 +175,54 @@ fn own_path() -> Option<PathBuf> {
     })
 }
 
-/// Waits for `task` while the loop goes on: instances' events and control requests are
-/// answered meanwhile.
+/// Waits for `task` while the loop goes on: instances' events, control requests and
+/// stop or reload signals are answered meanwhile (what changes then is checked after).
+/// Exits are reaped after: the checks wait for their own children, which a
+/// `waitpid(-1)` here would take from them; timers wait too (an exec probe they start
+/// would be such a child).
 async fn serving<T>(
     sup: &mut Supervisor,
-    events: &mut mpsc::Receiver<Event>,
-    requests: &mut mpsc::Receiver<Incoming>,
+    lp: &mut Loop<'_>,
     task: tokio::task::JoinHandle<T>,
 ) -> Result<T, tokio::task::JoinError> {
     tokio::pin!(task);
     loop {
         tokio::select! {
             done = &mut task => return done,
-            Some(ev) = events.recv() => sup.on_event(ev),
-            Some(incoming) = requests.recv() => sup.on_request(incoming),
+            Some(ev) = lp.events.recv() => sup.on_event(ev),
+            Some(incoming) = lp.requests.recv() => sup.on_request(incoming),
+            sig = stop_signal(lp.signals) => answer_signal(sup, sig),
+        }
+    }
+}
+
+/// The next SIGTERM, SIGINT or SIGHUP.
+async fn stop_signal(signals: &mut super::event_loop::Signals) -> Signal {
+    tokio::select! {
+        _ = signals.term.recv() => Signal::SIGTERM,
+        _ = signals.int.recv() => Signal::SIGINT,
+        _ = signals.hup.recv() => Signal::SIGHUP,
+    }
+}
+
+/// A stop or reload signal already received, if any (without waiting).
+async fn pending_signal(signals: &mut super::event_loop::Signals) -> Option<Signal> {
+    tokio::select! {
+        biased;
+        sig = stop_signal(signals) => Some(sig),
+        _ = std::future::ready(()) => None,
+    }
+}
+
+/// What the loop does with a stop or reload signal.
+fn answer_signal(sup: &mut Supervisor, sig: Signal) {
+    match sig {
+        Signal::SIGHUP => {
+            sup.reload_apps(None, super::rollout::Trigger::Signal, None);
+        }
+        _ => {
+            let now = sup.fx.now();
+            sup.on_stop_signal(sig, now)
         }
     }
 }
