@@ -267,24 +267,14 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         let now = sup.fx.now();
         sup.tick(now);
         if let Some(ask) = sup.upgrade_due(now) {
-            match &own {
-                Some(own) => {
-                    let held = handover::held(control.raw_fd(), http_fd, ask.refuse);
-                    let mut lp = handover::Loop {
-                        events: &mut rx,
-                        requests: &mut control_rx,
-                        signals: &mut signals,
-                        control: &mut control,
-                    };
-                    handover::hand_over(&mut sup, &mut lp, ask, held, own).await;
-                }
-                None => ask.answer(
-                    &mut sup.logs,
-                    crate::control::protocol::Response::err(
-                        "hotrun cannot open its own binary to fall back to",
-                    ),
-                ),
-            }
+            let held = handover::held(control.raw_fd(), http_fd, ask.refuse);
+            let mut lp = handover::Loop {
+                events: &mut rx,
+                requests: &mut control_rx,
+                signals: &mut signals,
+                control: &mut control,
+            };
+            handover::run(&mut sup, &mut lp, ask, held, own.as_ref()).await;
         }
     }
 }

@@ -25,8 +25,26 @@ pub(super) struct Loop<'a> {
     pub control: &'a mut super::event_loop::ControlServer,
 }
 
+/// Runs the upgrade `ask` with `own`, the descriptor of this binary to fall back to (an
+/// upgrade without one is refused); returns only when it did not happen.
+pub(super) async fn run(
+    sup: &mut Supervisor,
+    lp: &mut Loop<'_>,
+    ask: Ask,
+    held: Held,
+    own: Option<&std::fs::File>,
+) {
+    match own {
+        Some(own) => hand_over(sup, lp, ask, held, own).await,
+        None => ask.answer(
+            &mut sup.logs,
+            Response::err("hotrun cannot open its own binary to fall back to"),
+        ),
+    }
+}
+
 /// Runs the upgrade `ask`; returns only when it did not happen (said to the asker).
-pub(super) async fn hand_over(
+async fn hand_over(
     sup: &mut Supervisor,
     lp: &mut Loop<'_>,
     ask: Ask,
@@ -104,51 +122,58 @@ pub(super) async fn hand_over(
     crate::logs::stdio::flush_for(Duration::from_secs(2));
     let mut keep = state.fds();
     keep.extend([sealed.as_raw_fd(), own.as_raw_fd()]);
-    let err = match exec::close_on_exec(&keep, false) {
+    let failed = match exec::close_on_exec(&keep, false) {
         Ok(()) if signalled.is_none() => {
             exec::block_signals();
             // A stop or reload signal that came while the state was sealed is answered
             // here, not lost in the exec.
             signalled = pending_signal(lp.signals).await;
             let err = match signalled {
-                Some(_) => std::io::Error::other("a signal came"),
-                None => exec::exec(
+                Some(_) => None,
+                None => Some(exec::exec(
                     exec::Target::Path(&target),
                     sealed.as_raw_fd(),
                     own.as_raw_fd(),
                     None,
-                ),
+                )),
             };
             exec::unblock_signals();
             err
         }
-        Ok(()) => std::io::Error::other("a signal came"),
-        Err(e) => e,
+        Ok(()) => None,
+        Err(e) => Some(e),
     };
     // Still here: the exec failed, or a signal came. Nothing was handed over.
     let _ = exec::close_on_exec(&keep, true);
     lp.control.resume();
     sup.resume_readers(pipes);
-    if let Some(sig) = signalled {
-        let why = format!("{} came during the upgrade", sig.as_str());
-        sup.logs.say(&format!("upgrade not done: {why}"));
-        sup.upgraded = Some(UpgradeStatus {
-            at: chrono::Local::now().to_rfc3339(),
-            from: env!("CARGO_PKG_VERSION").into(),
-            ok: false,
-            refused: Some(why),
-        });
-        return answer_signal(sup, sig);
-    }
-    let why = format!("cannot exec {}: {err}", target.display());
+    not_done(sup, signalled, failed, &target);
+}
+
+/// Says why an upgrade that got as far as the exec did not happen (a signal came, or the
+/// exec failed), and answers the signal.
+fn not_done(
+    sup: &mut Supervisor,
+    signalled: Option<Signal>,
+    failed: Option<std::io::Error>,
+    target: &std::path::Path,
+) {
+    let why = match (&signalled, failed) {
+        (Some(sig), _) => format!("{} came during the upgrade", sig.as_str()),
+        (None, Some(err)) => format!("cannot exec {}: {err}", target.display()),
+        (None, None) => "it was cancelled".to_string(),
+    };
     sup.logs
-        .say(&format!("upgrade failed: {why}; this hotrun runs on"));
+        .say(&format!("upgrade not done: {why}; this hotrun runs on"));
     sup.upgraded = Some(UpgradeStatus {
         at: chrono::Local::now().to_rfc3339(),
         from: env!("CARGO_PKG_VERSION").into(),
         ok: false,
         refused: Some(why),
     });
+    if let Some(sig) = signalled {
+        answer_signal(sup, sig);
+    }
 }
 
 /// A request that came while the state is sealed: what only reads is answered, what
