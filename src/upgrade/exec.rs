@@ -6,7 +6,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -108,9 +108,4 @@ fn cstring(s: &OsString) -> Option<CString> {
 /// A descriptor of the running binary (close-on-exec until an upgrade keeps it).
 pub fn own_binary() -> io::Result<std::fs::File> {
     std::fs::File::open("/proc/self/exe")
-}
-
-/// The number of an open descriptor.
-pub fn raw(fd: &impl AsRawFd) -> RawFd {
-    fd.as_raw_fd()
 }
