@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::http::{free_port, get, Load};
+use common::procfs::{open_fds, rss_kb};
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -25,19 +26,6 @@ fn http_app(port: u16, extra: &str) -> String {
         "{{ name: 'web', script: '{}', wait_ready: true, env: {{ HTTP_PORT: {port} }}, {extra} }}",
         app("http.js")
     )
-}
-
-/// The VmRSS of a process, in kB.
-fn rss_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
 }
 
 #[test]

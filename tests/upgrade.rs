@@ -11,6 +11,7 @@ use std::path::Path;
 
 use common::http::{free_port, get};
 use common::node_load::{Clients, NodeLoad};
+use common::procfs::{open_fds, rss_kb};
 use common::*;
 
 /// An app of 2 chatty instances (fixtures/apps/chatty.js) on `port`, its stdout and
@@ -37,22 +38,19 @@ fn upgrade(dir: &Path, args: &[&str]) -> std::process::Output {
     hotrun_cmd(dir, &all)
 }
 
-/// The VmRSS of a process, in kB.
-fn rss_kb(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// Writes an executable shell script.
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
 /// hotrun's open fds once steady: the fewest of 10 looks 50 ms apart (a status request
 /// of the test's own, a connection being accepted, come and go).
-fn open_fds(pid: i32) -> usize {
+fn steady_fds(pid: i32) -> usize {
     (0..10)
         .map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .unwrap()
-                .count()
+            open_fds(pid)
         })
         .min()
         .unwrap()
@@ -236,12 +234,10 @@ fn an_upgrade_is_refused_when_the_file_changed_since_it_was_read_or_the_binary_i
     assert!(err.contains("/bin/true --version printed"), "{err}");
     // A hotrun from before upgrades says its version but knows no state.
     let old = dir.path().join("hotrun-0.0.9");
-    std::fs::write(
+    script(
         &old,
-        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'hotrun 0.0.9' && exit 0\nexit 2\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        "[ \"$1\" = --version ] && echo 'hotrun 0.0.9' && exit 0\nexit 2\n",
+    );
     let out = upgrade(dir.path(), &["--binary", old.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -272,7 +268,7 @@ fn twenty_upgrades_leak_no_fd_and_no_memory() {
     wait_online(dir.path());
     // One upgrade first: the counts after it are the steady ones.
     assert!(upgrade(dir.path(), &[]).status.success());
-    let (fds, rss) = (open_fds(h.pid()), rss_kb(h.pid()));
+    let (fds, rss) = (steady_fds(h.pid()), rss_kb(h.pid()));
     for n in 0..20 {
         let out = upgrade(dir.path(), &[]);
         assert!(
@@ -281,7 +277,7 @@ fn twenty_upgrades_leak_no_fd_and_no_memory() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (fds_after, rss_after) = (open_fds(h.pid()), rss_kb(h.pid()));
+    let (fds_after, rss_after) = (steady_fds(h.pid()), rss_kb(h.pid()));
     eprintln!("fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} kB");
     assert_eq!(fds_after, fds, "fds after 20 upgrades");
     assert!(rss_after < rss + 2048, "RSS {rss} -> {rss_after} kB");
@@ -431,8 +427,7 @@ fn while_the_new_binary_is_checked_hotrun_serves_and_a_sigterm_stops_it_graceful
     let before = pids(&wait_online(dir.path()), "web");
     // A new binary slow to answer (2 s for each of its checks).
     let slow = dir.path().join("hotrun-slow");
-    std::fs::write(&slow, format!("#!/bin/sh\nsleep 2\nexec {HOTRUN} \"$@\"\n")).unwrap();
-    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script(&slow, &format!("sleep 2\nexec {HOTRUN} \"$@\"\n"));
     let client = std::process::Command::new(HOTRUN)
         .args(["upgrade", "--binary", slow.to_str().unwrap()])
         .current_dir(dir.path())

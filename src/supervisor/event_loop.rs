@@ -267,7 +267,11 @@ async fn run_loop(plan: Plan, opts: RunOptions) -> i32 {
         let now = sup.fx.now();
         sup.tick(now);
         if let Some(ask) = sup.upgrade_due(now) {
-            let held = handover::held(control.raw_fd(), http_fd, ask.refuse);
+            let held = super::upgrade::Held {
+                control_fd: control.raw_fd(),
+                http_fd,
+                refuse: ask.refuse,
+            };
             let mut lp = handover::Loop {
                 events: &mut rx,
                 requests: &mut control_rx,

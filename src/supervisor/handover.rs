@@ -3,7 +3,7 @@
 //! while the loop keeps writing what they read, the state sealed, the answer sent, then
 //! the exec. Whatever fails before the exec leaves hotrun as it was, readers going again.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -323,14 +323,4 @@ async fn stop_readers(sup: &mut Supervisor, events: &mut mpsc::Receiver<Event>) 
         sup.on_event(ev);
     }
     pipes
-}
-
-/// The descriptors the event loop holds for the state: its control socket, its HTTP
-/// endpoint.
-pub(super) fn held(control_fd: RawFd, http_fd: Option<RawFd>, refuse: u8) -> Held {
-    Held {
-        control_fd,
-        http_fd,
-        refuse,
-    }
 }

@@ -93,7 +93,10 @@ impl Supervisor {
             None => self.upgrade_ask.take(),
             Some(why) if now >= since + WAIT => {
                 let ask = self.upgrade_ask.take()?;
-                let msg = format!("{why} ({} s later)", WAIT.as_secs());
+                let msg = format!(
+                    "{why}, still after {} s: run hotrun upgrade again once it is done",
+                    WAIT.as_secs()
+                );
                 ask.answer(&mut self.logs, Response::err(msg));
                 None
             }

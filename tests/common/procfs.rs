@@ -64,3 +64,17 @@ pub fn listening_fds(pid: i32, port: u16) -> Vec<(u32, u32)> {
     }
     out
 }
+
+/// The VmRSS of a process, in kB.
+pub fn rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// How many fds `pid` has open now.
+pub fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
