@@ -43,6 +43,11 @@ fn stat_line(stat: &str) -> Option<StatLine> {
     })
 }
 
+/// The process group of a /proc/PID/stat line.
+pub(crate) fn pgrp_of(stat: &str) -> Option<i32> {
+    stat_line(stat).map(|l| l.pgrp)
+}
+
 /// What the processes of one group use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

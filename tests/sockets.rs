@@ -428,3 +428,74 @@ fn an_errored_app_refuses_connections_and_takes_its_port_again_when_fixed() {
     let r = run_for(port, Clients::new(16), 1000);
     assert!(r.ok > 0 && r.failed == 0 && r.hung == 0, "{r:?}");
 }
+
+/// What a drain waits for, seen end to end: an instance replaced while it holds a
+/// connection whose client has not sent its request yet (a slow network) is not asked to
+/// stop (this app exits at once on SIGINT, and would reset it); once the request comes,
+/// the old instance answers it and is asked to stop then, long before its `drain_delay`
+/// (20 s here) is over.
+#[test]
+fn a_drain_waits_for_a_request_not_sent_yet_and_ends_once_it_is_read() {
+    let port = free_port();
+    let dir = cpu_dir(port, 1, "drain_delay: 20000, kill_timeout: 30000");
+    let config = dir.path().join("ecosystem.config.js");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("HTTP_PORT:", "STOP: 'exit', HTTP_PORT:");
+    std::fs::write(&config, text).unwrap();
+    let _h = Hotrun::start(dir.path(), &[]);
+    let old = pids(&wait_online(dir.path()), "web")[0];
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wait_until("the old instance accepted the connection", || {
+        queued(old as i32, port) == 0 && established_to(port) >= 1
+    });
+    let started = std::time::Instant::now();
+    let dir_path = dir.path().to_path_buf();
+    let reload = std::thread::spawn(move || hotrun_cmd(&dir_path, &["reload"]));
+    wait_until("the new instance took the slot", || {
+        pids(&status(dir.path()), "web")[0] != old
+    });
+    // A second of a silent connection: the old instance is kept, unasked.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        alive(old as i32),
+        "the old instance was stopped under a silent connection"
+    );
+    assert!(
+        !reload.is_finished(),
+        "the reload ended under a silent connection"
+    );
+
+    silent
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    silent.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains(&format!("pid {old}")), "{answer:?}");
+    let out = reload.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!alive(old as i32));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the drain waited out its drain_delay: {:?}",
+        started.elapsed()
+    );
+}
+
+/// Connections established to `port` (on the server's side).
+fn established_to(port: u16) -> usize {
+    let out = Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}

@@ -18,3 +18,39 @@ pub fn signal(pgid: i32, sig: Signal) {
 pub fn alive(pgid: i32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
 }
+
+/// The processes of the group `pgid`, from /proc.
+pub fn members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| crate::memory::pgrp_of(&s))
+                == Some(pgid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_group_lists_its_processes() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let members = super::members(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(members, vec![pid]);
+    }
+}

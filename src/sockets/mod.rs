@@ -4,6 +4,7 @@
 //! data path), and a slot's socket stays open while its instance is replaced or
 //! restarted: new connections wait in its backlog instead of being refused.
 
+pub mod diag;
 pub mod handle;
 pub mod reuseport;
 

@@ -1,6 +1,7 @@
 //! What the runner does to the world, behind one small trait: start processes and builds,
 //! signal process groups and stray descendants, ask whether a group still has a process,
-//! read memory and CPU from /proc, and read the clock. `System` does it for real; the
+//! read memory and CPU from /proc, ask the kernel whether a group's connections have had
+//! their request read, and read the clock. `System` does it for real; the
 //! supervisor's glue tests (`glue_tests.rs`) put a fake in its place that records every
 //! effect and decides which processes live, so the glue is tested without processes.
 
@@ -14,6 +15,7 @@ use crate::memory::{self, Usage};
 use crate::plan::AppPlan;
 use crate::process::spawn::{self, SpawnRequest, Spawned, SpawnedBuild};
 use crate::process::{group, tree};
+use crate::sockets::diag;
 
 /// The runner's side effects.
 pub(crate) trait Effects {
@@ -35,6 +37,9 @@ pub(crate) trait Effects {
     fn group_usage(&self, pgids: &[i32]) -> Vec<Usage>;
     /// This hotrun's processes, wherever they are (see `process::tree`).
     fn scan_tree(&self, control_socket: &Path) -> tree::Index;
+    /// Whether a process of group `pgid` holds a connection of `ports` whose request it
+    /// has not read yet, or that cannot be told (see `sockets::diag`).
+    fn requests_pending(&self, pgid: i32, ports: &[u16]) -> bool;
 }
 
 /// The real effects.
@@ -75,5 +80,9 @@ impl Effects for System {
 
     fn scan_tree(&self, control_socket: &Path) -> tree::Index {
         tree::Index::scan(control_socket)
+    }
+
+    fn requests_pending(&self, pgid: i32, ports: &[u16]) -> bool {
+        diag::requests_pending(|| group::members(pgid), ports)
     }
 }

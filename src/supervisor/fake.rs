@@ -66,6 +66,9 @@ pub struct World {
     pub stubborn: HashSet<String>,
     /// Resident bytes per pid (0 when unset).
     pub rss: HashMap<i32, u64>,
+    /// Instances that have read the request of every connection they accepted (the
+    /// others are taken to wait for one: they drain for their whole `drain_delay`).
+    pub settled: HashSet<i32>,
 }
 
 impl World {
@@ -229,5 +232,9 @@ impl Effects for Fake {
 
     fn scan_tree(&self, _control_socket: &Path) -> tree::Index {
         tree::Index::empty(self.now())
+    }
+
+    fn requests_pending(&self, pgid: i32, _ports: &[u16]) -> bool {
+        !self.0.borrow().settled.contains(&pgid)
     }
 }

@@ -544,3 +544,51 @@ fn a_stop_signal_during_a_checks_reload_fails_the_check() {
     assert_eq!(g.sup.finished(now), Some(crate::exit::FAILURE));
     g.assert_nothing_leaks();
 }
+
+/// A replaced instance with a port is asked to stop once its accept queue is empty and
+/// every request it accepted has been read (the kernel says: `requests_pending`), after
+/// `KEEP_REPLACED` (50 ms) and not `drain_delay` later; one that still holds a
+/// connection not read yet waits `drain_delay` out.
+#[test]
+fn a_drained_instance_is_asked_to_stop_once_its_requests_are_read_at_most_drain_delay_later() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(r#""instances": 2, "port": {port}, "drain_delay": 400"#);
+    let mut g = Glue::new(&app("web", &extra));
+    let old = online(&mut g, "web");
+    // The first old instance has read every request; the second still holds one.
+    g.world.borrow_mut().settled.insert(old[0]);
+    g.reload();
+    let first_new = *g.running("web").iter().find(|p| !old.contains(p)).unwrap();
+    g.ready(first_new);
+    let took = g.now();
+    g.advance(40);
+    assert!(g.signals(old[0]).is_empty(), "kept KEEP_REPLACED at least");
+    g.advance(20);
+    assert_eq!(
+        g.signals(old[0]),
+        vec![Signal::SIGINT],
+        "asked once KEEP_REPLACED passed"
+    );
+    assert!(g.now() - took < Duration::from_millis(100));
+    let second_new = *g
+        .running("web")
+        .iter()
+        .find(|p| !old.contains(p) && **p != first_new)
+        .unwrap();
+    g.ready(second_new);
+    let replaced = g.now();
+    g.advance(380);
+    assert!(g.signals(old[1]).is_empty(), "not before drain_delay");
+    while g.signals(old[1]).is_empty() {
+        assert!(
+            g.now() < replaced + Duration::from_millis(500),
+            "never asked"
+        );
+        g.advance(10);
+    }
+    assert!(g.now() >= replaced + Duration::from_millis(400));
+}

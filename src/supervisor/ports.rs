@@ -276,6 +276,14 @@ impl Supervisor {
         !self.apps[a].ports.is_empty() && !self.live_error_said
     }
 
+    /// The ports run `serial`'s app listens on (none once the run is forgotten).
+    pub(super) fn ports_of(&self, serial: u64) -> Vec<u16> {
+        self.runs
+            .get(&serial)
+            .map(|io| self.apps[io.app].ports.iter().map(|a| a.port).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether no connection waits in the accept queues of run `serial`'s sockets.
     pub(super) fn queue_empty(&self, serial: u64) -> bool {
         let Some(io) = self.runs.get(&serial) else {

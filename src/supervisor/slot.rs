@@ -91,9 +91,9 @@ pub enum Phase {
     /// Running and ready.
     Online { run: Run, ready_by: ReadyBy },
     /// Replaced: its socket gets no new connection; once its accept queue is empty (seen
-    /// at a check, every `check_at`), it is asked to stop at `signal_at`, after
-    /// `drain_delay`, so the connections it accepted last have sent their request; at
-    /// `give_up_at` (`kill_timeout`) it is asked to stop anyway.
+    /// at a check, every `check_at`), it is asked to stop as soon as every connection it
+    /// accepted has had its request read, and at the latest at `signal_at`, after
+    /// `drain_delay`; at `give_up_at` (`kill_timeout`) it is asked to stop anyway.
     Draining {
         run: Run,
         /// How it had shown it was ready (`None`: replaced before it was), kept so that it
@@ -102,6 +102,8 @@ pub enum Phase {
         check_at: Instant,
         signal_at: Option<Instant>,
         give_up_at: Instant,
+        /// When it was replaced: it is kept at least `KEEP_REPLACED` from then.
+        since: Instant,
     },
     /// Replaced by a canary and held, running, out of the kernel's choice and not asked to
     /// stop, until the canary's `hold` ends: then it drains (`Drain`), or, when the canary
@@ -138,8 +140,9 @@ pub enum Input {
     Stop,
     /// Stop after draining: its socket is out of the kernel's choice already.
     Drain,
-    /// The event loop saw the draining instance's accept queue empty.
-    QueueEmpty,
+    /// The event loop saw the draining instance's accept queue empty; `settled`: and
+    /// every connection it accepted has had its request read (`sockets::diag`).
+    QueueEmpty { settled: bool },
     /// Serve again: the successor that replaced it died before it was asked to stop.
     Resume,
     /// Replaced by a canary: held until the canary passes or fails (see `Parked`).
@@ -207,7 +210,12 @@ impl Settings {
 /// `kill_retry_time`).
 const POLL: Duration = Duration::from_millis(100);
 
-/// How often a draining instance's accept queue is looked at.
+/// How long a replaced instance is kept at least, even once every request it accepted
+/// has been read: a successor that exits this soon after it took the slot (a version
+/// that says ready and crashes at once) finds it still there, and it serves again.
+pub const KEEP_REPLACED: Duration = Duration::from_millis(50);
+
+/// How often a draining instance's accept queue, then its connections, are looked at.
 pub const QUEUE_POLL: Duration = Duration::from_millis(5);
 
 impl Phase {
@@ -221,7 +229,11 @@ impl Phase {
                 signal_at,
                 give_up_at,
                 ..
-            } => Some(signal_at.unwrap_or(*check_at).min(*give_up_at)),
+            } => Some(
+                signal_at
+                    .map_or(*check_at, |at| at.min(*check_at))
+                    .min(*give_up_at),
+            ),
             Phase::Stopping {
                 kill_at,
                 killed,
@@ -380,6 +392,11 @@ pub fn step(
             },
             Input::Resume,
         ) => (Online { run, ready_by }, vec![]),
+        (Draining { run, since, .. }, Input::QueueEmpty { settled: true })
+            if now >= since + KEEP_REPLACED =>
+        {
+            ask_to_stop(run, now, settings, vec![])
+        }
         (
             Draining {
                 run,
@@ -387,8 +404,9 @@ pub fn step(
                 check_at,
                 signal_at: None,
                 give_up_at,
+                since,
             },
-            Input::QueueEmpty,
+            Input::QueueEmpty { .. },
         ) => (
             Draining {
                 run,
@@ -396,6 +414,7 @@ pub fn step(
                 check_at,
                 signal_at: Some(now + settings.drain_delay),
                 give_up_at,
+                since,
             },
             vec![],
         ),
@@ -419,12 +438,14 @@ pub fn step(
             );
             ask_to_stop(run, now, settings, vec![Say(msg)])
         }
+        // Looked at again soon: its queue, or once empty, its connections.
         (
             Draining {
                 run,
                 ready_by,
-                signal_at: None,
+                signal_at,
                 give_up_at,
+                since,
                 ..
             },
             Input::Tick { .. },
@@ -433,8 +454,9 @@ pub fn step(
                 run,
                 ready_by,
                 check_at: now + QUEUE_POLL,
-                signal_at: None,
+                signal_at,
                 give_up_at,
+                since,
             },
             vec![],
         ),
@@ -532,6 +554,7 @@ fn draining(run: Run, ready_by: Option<ReadyBy>, now: Instant, settings: &Settin
         check_at: now,
         signal_at: None,
         give_up_at: now + settings.kill_timeout,
+        since: now,
     }
 }
 

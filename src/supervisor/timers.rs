@@ -58,16 +58,18 @@ impl Supervisor {
         wake
     }
 
-    /// A draining instance whose accept queue the loop now sees empty.
-    fn drained(&self, phase: &Phase) -> bool {
-        match phase {
-            Phase::Draining {
-                run,
-                signal_at: None,
-                ..
-            } => self.queue_empty(run.serial),
-            _ => false,
+    /// What the loop sees of a draining instance: its accept queue empty, and then
+    /// whether every connection it accepted has had its request read.
+    fn drained(&self, phase: &Phase) -> Option<Input> {
+        let Phase::Draining { run, .. } = phase else {
+            return None;
+        };
+        if !self.queue_empty(run.serial) {
+            return None;
         }
+        let ports = self.ports_of(run.serial);
+        let settled = !ports.is_empty() && !self.fx.requests_pending(run.pid, &ports);
+        Some(Input::QueueEmpty { settled })
     }
 
     /// Gives everything whose deadline has come a tick.
@@ -91,8 +93,8 @@ impl Supervisor {
                 let paced = pending && (waiting_for_build || starts >= START_BATCH);
                 if phase.deadline().is_some_and(|d| d <= now) && !paced {
                     starts += usize::from(pending);
-                    if self.drained(phase) {
-                        self.apply(a, s, Input::QueueEmpty, now);
+                    if let Some(input) = self.drained(phase) {
+                        self.apply(a, s, input, now);
                     }
                     let group_alive = self.tree_alive(&self.apps[a].slots[s].phase);
                     self.apply(a, s, Input::Tick { group_alive }, now);
@@ -102,8 +104,8 @@ impl Supervisor {
                     let phase = &self.apps[a].slots[s].retiring[i];
                     let len = self.apps[a].slots[s].retiring.len();
                     if phase.deadline().is_some_and(|d| d <= now) {
-                        if self.drained(phase) {
-                            self.apply_retiring(a, s, i, Input::QueueEmpty, now);
+                        if let Some(input) = self.drained(phase) {
+                            self.apply_retiring(a, s, i, input, now);
                         }
                         let group_alive = self.tree_alive(&self.apps[a].slots[s].retiring[i]);
                         self.apply_retiring(a, s, i, Input::Tick { group_alive }, now);
