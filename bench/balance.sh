@@ -4,7 +4,10 @@
 # by an independent Node HTTP client (fixtures/load/client.js, 16 concurrent clients):
 # throughput with a new connection per request and with keep-alive, the share of the
 # busiest and the idlest instance, and failed and hung requests through RELOADS reloads
-# under load. Prints a table with both figures and the ratio hotrun/PM2.
+# under load. Prints a table with both figures and the ratio hotrun/PM2. A third column,
+# "no runner", is the ceiling of the app on this machine: the same 3 instances started by
+# hand, each on a port of its own, the client's 16 clients dealt over them exactly
+# (6/5/5): no runner can spread better, and none is in its data path.
 #
 #   bash bench/balance.sh
 #
@@ -31,9 +34,11 @@ log() { printf '[balance %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 HR_PID=""
+BARE_PIDS=()
 cleanup() {
   trap - EXIT INT TERM
   [ -n "$HR_PID" ] && kill -TERM "$HR_PID" 2>/dev/null && wait "$HR_PID" 2>/dev/null
+  [ ${#BARE_PIDS[@]} -gt 0 ] && kill -TERM "${BARE_PIDS[@]}" 2>/dev/null && wait "${BARE_PIDS[@]}" 2>/dev/null
   [ -x "$PM2_BIN" ] && timeout 30 "$PM2_BIN" kill >/dev/null 2>&1
 }
 trap cleanup EXIT
@@ -55,6 +60,8 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 port_free() { ! ss -Htln "( sport = :$1 )" 2>/dev/null | grep -q .; }
 HR_PORT=18480; while ! port_free $HR_PORT; do HR_PORT=$((HR_PORT + 1)); done
 PM2_PORT=$((HR_PORT + 1)); while ! port_free $PM2_PORT; do PM2_PORT=$((PM2_PORT + 1)); done
+BARE_PORTS=(); p=$((PM2_PORT + 1))
+while [ ${#BARE_PORTS[@]} -lt 3 ]; do port_free $p && BARE_PORTS+=($p); p=$((p + 1)); done
 
 ecosystem() {
   cat <<EOF
@@ -78,26 +85,41 @@ wait_online() { for _ in $(seq 300); do online "$1" && return 0; sleep 0.1; done
 "$HOTRUN" --config "$OUT/hotrun.config.js" >"$OUT/hotrun.log" 2>&1 &
 HR_PID=$!
 "$PM2_BIN" start "$OUT/pm2.config.js" >"$OUT/pm2-start.log" 2>&1 || die "pm2 start failed"
+for p in "${BARE_PORTS[@]}"; do
+  HTTP_PORT=$p WORK_MS=$WORK_MS NODE_ENV=production node "$APP_SCRIPT" >>"$OUT/bare.log" 2>&1 &
+  BARE_PIDS+=($!)
+done
 wait_online hotrun
 wait_online pm2
-log "hotrun on $HR_PORT, PM2 $PM2_VERSION on $PM2_PORT; $ROUNDS rounds of ${DURATION} ms per mode"
+for p in "${BARE_PORTS[@]}"; do
+  for _ in $(seq 100); do ss -Htln "( sport = :$p )" | grep -q . && break; sleep 0.1; done
+done
+BARE=$(IFS=,; echo "${BARE_PORTS[*]}")
+log "hotrun on $HR_PORT, PM2 $PM2_VERSION on $PM2_PORT, no runner on $BARE; $ROUNDS rounds of ${DURATION} ms per mode"
 
 # load PORT ARGS...: one run of the client; prints its JSON report.
-load() { local port=$1; shift; node "$CLIENT" --port "$port" --clients 16 "$@" | tail -1; }
+load() {
+  local port=$1; shift
+  local to=(--port "$port"); [ "$port" = bare ] && to=(--ports "$BARE")
+  node "$CLIENT" "${to[@]}" --clients 16 "$@" | tail -1
+}
 # field JSON EXPR: a figure from a report (EXPR in terms of r).
 field() { node -e "const r=JSON.parse(process.argv[1]);const v=Object.values(r.pids).sort((a,b)=>b-a);console.log($2)" "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for mode in new keep; do
   args=(--duration "$DURATION"); [ $mode = keep ] && args+=(--keep-alive)
-  for runner in hotrun pm2; do : >"$OUT/$runner-$mode.jsonl"; done
+  for runner in hotrun pm2 bare; do : >"$OUT/$runner-$mode.jsonl"; done
   for _ in $(seq "$ROUNDS"); do
-    for runner in hotrun pm2; do
-      port=$HR_PORT; [ $runner = pm2 ] && port=$PM2_PORT
+    for runner in hotrun pm2 bare; do
+      port=$HR_PORT; [ $runner = pm2 ] && port=$PM2_PORT; [ $runner = bare ] && port=bare
       load $port "${args[@]}" >>"$OUT/$runner-$mode.jsonl"
     done
   done
 done
+
+# The instances without a runner are done: the reloads are hotrun's and PM2's alone.
+kill -TERM "${BARE_PIDS[@]}" 2>/dev/null; wait "${BARE_PIDS[@]}" 2>/dev/null; BARE_PIDS=()
 
 # reloads RUNNER: RELOADS reloads under 16 new-connection clients; the report.
 reloads() {
@@ -124,10 +146,11 @@ reloads() {
 HR_RELOADS=$(reloads hotrun)
 PM2_RELOADS=$(reloads pm2)
 
-row() { # row LABEL HOTRUN PM2
-  local ratio
-  ratio=$(awk -v a="$2" -v b="$3" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
-  printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$ratio"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b > 0) printf "%.2fx", a / b; else print "-" }'; }
+row() { # row LABEL HOTRUN PM2 [NO_RUNNER]
+  local bare=${4:--}
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "$bare" \
+    "$(ratio "$2" "$bare")" "$(ratio "$3" "$bare")"
 }
 figure() { # figure RUNNER MODE EXPR: the median over the rounds
   while read -r r; do field "$r" "$3"; done <"$OUT/$1-$2.jsonl" | median
@@ -135,14 +158,15 @@ figure() { # figure RUNNER MODE EXPR: the median over the rounds
 echo
 echo "CPU-bound app (WORK_MS=$WORK_MS), 3 instances, 16 concurrent Node clients; medians of $ROUNDS rounds of $DURATION ms"
 echo
-echo "| figure | hotrun | PM2 $PM2_VERSION | hotrun/PM2 |"
-echo "|---|---|---|---|"
+echo "| figure | hotrun | PM2 $PM2_VERSION | hotrun/PM2 | no runner | hotrun/no runner | PM2/no runner |"
+echo "|---|---|---|---|---|---|---|"
 for mode in new keep; do
   name="new connection"; [ $mode = keep ] && name="keep-alive"
-  row "requests/s, $name" "$(figure hotrun $mode "Math.round(r.ok/$DURATION*1000)")" "$(figure pm2 $mode "Math.round(r.ok/$DURATION*1000)")"
-  row "busiest instance %, $name" "$(figure hotrun $mode "(100*v[0]/r.ok).toFixed(1)")" "$(figure pm2 $mode "(100*v[0]/r.ok).toFixed(1)")"
-  row "idlest instance %, $name" "$(figure hotrun $mode "(100*(v.length<3?0:v[2])/r.ok).toFixed(1)")" "$(figure pm2 $mode "(100*(v.length<3?0:v[2])/r.ok).toFixed(1)")"
-  row "failed + hung, $name" "$(figure hotrun $mode "r.failed+r.hung")" "$(figure pm2 $mode "r.failed+r.hung")"
+  for what in "requests/s|Math.round(r.ok/$DURATION*1000)" "busiest instance %|(100*v[0]/r.ok).toFixed(1)" \
+    "idlest instance %|(100*(v.length<3?0:v[2])/r.ok).toFixed(1)" "failed + hung|r.failed+r.hung"; do
+    expr=${what#*|}
+    row "${what%%|*}, $name" "$(figure hotrun $mode "$expr")" "$(figure pm2 $mode "$expr")" "$(figure bare $mode "$expr")"
+  done
 done
 HR_MS=$(cat "$OUT/hotrun-reloads.ms"); PM2_MS=$(cat "$OUT/pm2-reloads.ms")
 row "time for $RELOADS reloads under load, s" "$(awk -v m="$HR_MS" 'BEGIN {printf "%.1f", m/1000}')" "$(awk -v m="$PM2_MS" 'BEGIN {printf "%.1f", m/1000}')"

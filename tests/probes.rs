@@ -465,3 +465,41 @@ fn exec_probes_gate_readiness_replace_a_sick_instance_and_are_killed_at_their_ti
         "{st}"
     );
 }
+
+/// A reload's successor learns its port (from its env) only when it listens: its
+/// readiness probe, which found no socket of its own before, runs as soon as it has one,
+/// not a `period` later. With a 5 s period, 2 reloads of 2 instances end in well under
+/// one period each.
+#[test]
+fn a_successor_is_probed_as_soon_as_it_listens_not_a_period_later() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("warmup.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', instances: 2,
+           wait_ready: true, env: {{ HTTP_PORT: {port}, WARMUP_MS: 0 }},
+           readiness_probe: {{ http: '/', period: 5000 }} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let _h = Hotrun::start(dir.path(), &[]);
+    wait_online(dir.path());
+    for n in 0..2 {
+        let started = Instant::now();
+        let out = hotrun_cmd(dir.path(), &["reload"]);
+        assert!(
+            out.status.success(),
+            "reload {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(4000),
+            "reload {n} took {:?}: a successor waited a probe period",
+            started.elapsed()
+        );
+    }
+    let st = status(dir.path());
+    for inst in app_status(&st, "web")["instances"].as_array().unwrap() {
+        assert_eq!(inst["probe"]["ok"], true, "{inst}");
+        assert_eq!(inst["reloads"], 2, "{inst}");
+    }
+}

@@ -145,6 +145,8 @@ impl Supervisor {
                         io.held.push(addr);
                     }
                 }
+                let now = self.fx.now();
+                self.socket_given(serial, now);
                 let app = &mut self.apps[a];
                 if !app.ports.contains(&addr) {
                     app.ports.push(addr);

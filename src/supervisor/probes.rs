@@ -131,6 +131,22 @@ impl Supervisor {
         }
     }
 
+    /// Run `serial` was given its socket (it listens now): a readiness probe that found
+    /// none runs at once rather than a `period` later.
+    pub(super) fn socket_given(&mut self, serial: u64, now: Instant) {
+        let Some(p) = self.runs.get_mut(&serial).and_then(|io| io.probe.as_mut()) else {
+            return;
+        };
+        let found_none = p
+            .schedule
+            .last
+            .as_ref()
+            .is_some_and(|l| !l.ok && l.detail == NO_SOCKET);
+        if found_none && !p.passed && !p.schedule.in_flight {
+            p.schedule.next_at = now;
+        }
+    }
+
     /// When run `serial`'s `kind` probe is next due: readiness until it passes;
     /// liveness while the run serves its slot (and hotrun is not stopping).
     fn due(&self, serial: u64, kind: Kind) -> Option<Instant> {
