@@ -212,6 +212,39 @@ fn a_new_version_that_dies_after_taking_its_slot_fails_the_reload_and_the_old_on
     );
 }
 
+/// The reason of a failed reload quotes what the dying version wrote last, even when it
+/// wrote much just before: its exit is told once its pipes are read to their end.
+#[test]
+fn a_failed_reload_quotes_the_last_lines_of_a_version_that_wrote_much_before_it_died() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(app("http.js"), dir.path().join("server.js")).unwrap();
+    let config = format!(
+        "module.exports = {{ apps: [{{ name: 'web', script: 'server.js', wait_ready: true,
+           instances: 3, env: {{ HTTP_PORT: {port}, DIE_NOISE: 2000 }} }}] }};\n"
+    );
+    std::fs::write(dir.path().join("ecosystem.config.js"), config).unwrap();
+    let _h = Hotrun::start_quiet(Command::new(HOTRUN).current_dir(dir.path()));
+    wait_online(dir.path());
+    for n in 0..3 {
+        std::fs::write(dir.path().join("mode.txt"), "dies_after_ready").unwrap();
+        let out = reload(dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("noise 1999 / new version crashed after ready (instance 0)"),
+            "reload {n}: {err}"
+        );
+        std::fs::write(dir.path().join("mode.txt"), "ok").unwrap();
+        let out = reload(dir.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_new_version_that_dies_within_min_ready_fails_the_reload_with_no_failed_request() {
     // The same crashing version with `min_ready` longer than its life: while it settles

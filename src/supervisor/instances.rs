@@ -21,6 +21,23 @@ pub(super) fn repeat_kills(first_signal: Option<Instant>, now: Instant) -> bool 
     first_signal.is_none_or(|first| now.saturating_duration_since(first) >= REPEAT_GAP)
 }
 
+/// An instance's exit waits for its output pipes to be read to their end, as long as
+/// lines keep coming at most this far apart (a descendant that outlives it may keep the
+/// pipes open)...
+const OUTPUT_GRACE: Duration = Duration::from_millis(100);
+/// ...and this long at most.
+const OUTPUT_HOLD: Duration = Duration::from_secs(2);
+
+/// An instance's exit, reaped, not told yet: its output is still being read.
+#[derive(Debug)]
+pub(super) struct HeldExit {
+    serial: u64,
+    exit: Exit,
+    reaped: Instant,
+    /// Told then at the latest (later as lines come, up to `OUTPUT_HOLD`).
+    pub(super) until: Instant,
+}
+
 impl Supervisor {
     /// Feeds one input to the slot's instance and carries out the actions.
     pub(super) fn apply(&mut self, a: usize, s: usize, input: Input, now: Instant) {
@@ -220,19 +237,70 @@ impl Supervisor {
             let Some(&serial) = self.pids.get(&pid) else {
                 continue;
             };
-            match self.locate(serial) {
-                Some((a, s, Role::Current)) if self.took_slot_in_reload(a, s) => {
-                    self.promoted_exited(a, s, exit, now)
-                }
-                Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
-                Some((a, s, Role::Successor)) => {
-                    self.rollout_input(a, rollout::Input::Exited { slot: s, exit }, now)
-                }
-                Some((a, s, Role::Retiring(i))) => {
-                    self.apply_retiring(a, s, i, Input::Exited(exit), now)
-                }
-                None => {}
+            // What it wrote last is still in its pipes: its exit is told once they are
+            // read (a failed reload's reason quotes its last stderr lines).
+            if self.run_pipes.get(&serial).is_some_and(|&n| n > 0) {
+                self.held_exits.push(HeldExit {
+                    serial,
+                    exit,
+                    reaped: now,
+                    until: now + OUTPUT_GRACE,
+                });
+                continue;
             }
+            self.instance_exited(serial, exit, now);
+        }
+    }
+
+    /// An output pipe of run `serial` is read to its end: its exit, if held, is told.
+    pub(super) fn pipe_closed(&mut self, serial: u64) {
+        if let Some(n) = self.run_pipes.get_mut(&serial) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.run_pipes.remove(&serial);
+                self.tell_held_exits(|h| h.serial == serial);
+            }
+        }
+    }
+
+    /// A line of run `serial` came: its held exit, if any, waits `OUTPUT_GRACE` more.
+    pub(super) fn output_of_exited(&mut self, serial: u64, now: Instant) {
+        for h in self.held_exits.iter_mut().filter(|h| h.serial == serial) {
+            h.until = (now + OUTPUT_GRACE).min(h.reaped + OUTPUT_HOLD);
+        }
+    }
+
+    /// Held exits whose `OUTPUT_GRACE` has passed (a descendant keeps the pipe open).
+    pub(super) fn held_exits_due(&mut self, now: Instant) {
+        self.tell_held_exits(|h| h.until <= now);
+    }
+
+    fn tell_held_exits(&mut self, which: impl Fn(&HeldExit) -> bool) {
+        let (due, kept) = std::mem::take(&mut self.held_exits)
+            .into_iter()
+            .partition(|h| which(h));
+        self.held_exits = kept;
+        let now = self.fx.now();
+        for h in due {
+            self.instance_exited(h.serial, h.exit, now);
+        }
+    }
+
+    /// Instance `pid` (run `serial`) exited: its slot, its rollout or its retiring
+    /// predecessor is told.
+    fn instance_exited(&mut self, serial: u64, exit: Exit, now: Instant) {
+        match self.locate(serial) {
+            Some((a, s, Role::Current)) if self.took_slot_in_reload(a, s) => {
+                self.promoted_exited(a, s, exit, now)
+            }
+            Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
+            Some((a, s, Role::Successor)) => {
+                self.rollout_input(a, rollout::Input::Exited { slot: s, exit }, now)
+            }
+            Some((a, s, Role::Retiring(i))) => {
+                self.apply_retiring(a, s, i, Input::Exited(exit), now)
+            }
+            None => {}
         }
     }
 

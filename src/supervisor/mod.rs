@@ -124,7 +124,10 @@ enum Event {
         stream: Stream,
         text: Vec<u8>,
     },
-    PipeClosed,
+    /// An output pipe of run `serial` reached its end (or its reader was stopped).
+    PipeClosed {
+        serial: u64,
+    },
     Ipc {
         serial: u64,
         msg: serde_json::Value,
@@ -197,6 +200,11 @@ struct Supervisor {
     pids: HashMap<i32, u64>,
     next_serial: u64,
     open_pipes: usize,
+    /// serial -> how many of the run's output pipes are still read.
+    run_pipes: HashMap<u64, usize>,
+    /// Exits reaped while the run's output was still being read: told once it is read to
+    /// its end, so that its last lines come first (see `instances::on_reaped`).
+    held_exits: Vec<instances::HeldExit>,
     shutdown: Shutdown,
     /// When everything had ended (then output gets `DRAIN_GRACE` to finish).
     ended_at: Option<Instant>,
@@ -313,6 +321,8 @@ impl Supervisor {
             pids: HashMap::new(),
             next_serial: 1,
             open_pipes: 0,
+            run_pipes: HashMap::new(),
+            held_exits: Vec::new(),
             shutdown: Shutdown::Running,
             ended_at: None,
             last_failure: None,
@@ -417,6 +427,10 @@ impl Supervisor {
                 stream,
                 text,
             } => {
+                if !self.held_exits.is_empty() {
+                    let now = self.fx.now();
+                    self.output_of_exited(serial, now);
+                }
                 if stream == Stream::Err {
                     if let Some(io) = self.runs.get_mut(&serial) {
                         io.remember_stderr(&text);
@@ -440,7 +454,10 @@ impl Supervisor {
                 self.logbook
                     .record(name, app, &label, id, stream == Stream::Err, &text);
             }
-            Event::PipeClosed => self.open_pipes -= 1,
+            Event::PipeClosed { serial } => {
+                self.open_pipes -= 1;
+                self.pipe_closed(serial);
+            }
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
             Event::Probe {

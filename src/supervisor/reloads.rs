@@ -267,9 +267,9 @@ impl Supervisor {
     }
 
     /// Whether slot `s`'s instance took the slot in the reload in flight (its old one is
-    /// still on its way out).
+    /// on its way out, or gone already).
     pub(super) fn took_slot_in_reload(&self, a: usize, s: usize) -> bool {
-        self.apps[a].reload.rollout().is_some_and(|r| r.draining(s))
+        self.apps[a].reload.rollout().is_some_and(|r| r.took(s))
     }
 
     /// A retiring instance of slot `s` is gone; the rollout goes on once none is left.

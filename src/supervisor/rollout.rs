@@ -123,6 +123,9 @@ pub struct Rollout {
     /// How many slots this rollout replaces, and how many have been promoted.
     pub total: usize,
     pub promoted: usize,
+    /// The slots replaced already (successor in, old instance gone): a successor of one of
+    /// them that exits before the rollout is over still fails it.
+    pub replaced: Vec<usize>,
     /// How many successors start at once (`max_surge`, at least 1; 1 while a canary is
     /// still to pass).
     pub surge: usize,
@@ -293,6 +296,7 @@ impl Rollout {
                 rest: slots.collect(),
                 total,
                 promoted: 0,
+                replaced: Vec::new(),
                 surge,
                 canary,
             },
@@ -347,6 +351,11 @@ impl Rollout {
         self.lanes
             .iter()
             .any(|l| l.slot == s && l.step == Step::Draining)
+    }
+
+    /// Whether slot `s`'s successor took it in this rollout (its old one stops or is gone).
+    pub fn took(&self, s: usize) -> bool {
+        self.draining(s) || self.replaced.contains(&s)
     }
 
     /// Starts the next slots while fewer than `surge` successors start and no more than
@@ -445,6 +454,12 @@ pub fn step(
         }
         Input::Exited { slot, exit } => {
             let Some(i) = lane_of(&r, slot) else {
+                if r.replaced.contains(&slot) {
+                    let reason = format!(
+                        "the new instance exited ({exit}) after it had replaced its old one, before the reload was done"
+                    );
+                    return fail(r, slot, None, reason);
+                }
                 return (Some(r), vec![]);
             };
             match r.lanes[i].step.clone() {
@@ -532,6 +547,7 @@ pub fn step(
                 return (Some(r), vec![]);
             };
             r.lanes.remove(i);
+            r.replaced.push(slot);
             let actions = r.fill();
             if !actions.is_empty() {
                 return (Some(r), actions);

@@ -311,6 +311,7 @@ impl Supervisor {
         use tokio::io::AsyncReadExt;
         let input = std::io::Cursor::new(pending).chain(rx);
         self.open_pipes += 1;
+        *self.run_pipes.entry(serial).or_default() += 1;
         let tx = self.events.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -335,7 +336,7 @@ impl Supervisor {
                 }
             })
             .await;
-            let _ = tx.send(Event::PipeClosed).await;
+            let _ = tx.send(Event::PipeClosed { serial }).await;
             let (input, mut read) = left?;
             // What the reader took in, then what it had not taken of `pending` yet.
             let (cursor, rx) = input.into_inner();

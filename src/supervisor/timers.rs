@@ -37,6 +37,9 @@ impl Supervisor {
                 wake = wake.min(d);
             }
         }
+        for held in &self.held_exits {
+            wake = wake.min(held.until);
+        }
         if let Some(t) = self.memory_check_at {
             wake = wake.min(t);
         }
@@ -80,6 +83,7 @@ impl Supervisor {
                 .say("shutdown_delay passed: stopping every instance");
             self.stop_all();
         }
+        self.held_exits_due(now);
         self.index_trees_if_stopping();
         // Starts are paced: the loop answers signals and requests between batches.
         let mut starts = 0;

@@ -348,6 +348,63 @@ fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_
 }
 
 #[test]
+fn a_successor_that_exits_after_its_old_instance_is_gone_still_fails_the_rollout() {
+    let t0 = Instant::now();
+    let (r, _) = Rollout::begin(Trigger::Command, (0..3).collect(), 1, t0);
+    let inputs = vec![
+        (
+            0,
+            Input::Spawned {
+                slot: 0,
+                run: run(t0, 10),
+            },
+        ),
+        (
+            0,
+            Input::Ready {
+                slot: 0,
+                by: ReadyBy::Message,
+            },
+        ),
+        (
+            0,
+            Input::Spawned {
+                slot: 1,
+                run: run(t0, 11),
+            },
+        ),
+        (60, Input::OldGone { slot: 0 }),
+        // Slot 0's successor, alone in its slot now, dies while slot 1's still starts.
+        (
+            90,
+            Input::Exited {
+                slot: 0,
+                exit: Exit::Code(3),
+            },
+        ),
+    ];
+    let (actions, over) = drive(r, inputs, t0, SIGNAL);
+    assert!(over, "{actions:?}");
+    let after: Vec<&Action> = actions
+        .iter()
+        .skip_while(|a| !matches!(a, Action::StopSuccessor { .. }))
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            &Action::StopSuccessor { run: run(t0, 11) },
+            &Action::Failed {
+                slot: 0,
+                reason: "the new instance exited (exit code 3) after it had replaced its old one, before the reload was done".into()
+            }
+        ]
+    );
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Spawn { slot: 2 })));
+}
+
+#[test]
 fn min_ready_holds_the_promotion_and_catches_an_early_exit() {
     let t0 = Instant::now();
     let rd = Readiness {
