@@ -24,7 +24,7 @@ pub(super) fn repeat_kills(first_signal: Option<Instant>, now: Instant) -> bool 
 /// An instance's exit waits for its output pipes to be read to their end, as long as
 /// lines keep coming at most this far apart (a descendant that outlives it may keep the
 /// pipes open)...
-const OUTPUT_GRACE: Duration = Duration::from_millis(100);
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// ...and this long at most.
 const OUTPUT_HOLD: Duration = Duration::from_secs(2);
 
@@ -246,6 +246,7 @@ impl Supervisor {
                     reaped: now,
                     until: now + OUTPUT_GRACE,
                 });
+                self.sync_live_sockets();
                 continue;
             }
             self.instance_exited(serial, exit, now);
@@ -261,6 +262,24 @@ impl Supervisor {
                 self.tell_held_exits(|h| h.serial == serial);
             }
         }
+    }
+
+    /// Whether `phase` is a draining predecessor in slot `s` of app `a` whose successor
+    /// (serving the slot) has exited and its exit is held: it waits, not asked to stop, so
+    /// that it can serve again once the exit is told.
+    pub(super) fn waits_for_held_exit(&self, a: usize, s: usize, phase: &Phase) -> bool {
+        if self.held_exits.is_empty() || !matches!(phase, Phase::Draining { .. }) {
+            return false;
+        }
+        self.apps[a].slots[s]
+            .phase
+            .run()
+            .is_some_and(|r| self.exit_held(r.serial))
+    }
+
+    /// Whether run `serial` has exited, its exit held.
+    pub(super) fn exit_held(&self, serial: u64) -> bool {
+        self.held_exits.iter().any(|h| h.serial == serial)
     }
 
     /// A line of run `serial` came: its held exit, if any, waits `OUTPUT_GRACE` more.

@@ -15,9 +15,13 @@ impl Supervisor {
         for (a, app) in self.apps.iter().enumerate() {
             // A first start waits for its build: no wake-up for it until the build is done.
             let waiting_for_build = self.building_first(a);
-            for slot in &app.slots {
+            for (s, slot) in app.slots.iter().enumerate() {
                 for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
                     if waiting_for_build && matches!(phase, Phase::Pending { .. }) {
+                        continue;
+                    }
+                    // Woken by the held exit's own deadline instead.
+                    if self.waits_for_held_exit(a, s, phase) {
                         continue;
                     }
                     if let Some(d) = phase.deadline() {
@@ -107,7 +111,8 @@ impl Supervisor {
                 while i < self.apps[a].slots[s].retiring.len() {
                     let phase = &self.apps[a].slots[s].retiring[i];
                     let len = self.apps[a].slots[s].retiring.len();
-                    if phase.deadline().is_some_and(|d| d <= now) {
+                    let due = phase.deadline().is_some_and(|d| d <= now);
+                    if due && !self.waits_for_held_exit(a, s, phase) {
                         if let Some(input) = self.drained(phase) {
                             self.apply_retiring(a, s, i, input, now);
                         }
