@@ -213,7 +213,9 @@ fn a_new_version_that_dies_after_taking_its_slot_fails_the_reload_and_the_old_on
 }
 
 /// The reason of a failed reload quotes what the dying version wrote last, even when it
-/// wrote much just before: its exit is told once its pipes are read to their end.
+/// wrote much just before: its exit is told once its pipes are read to their end. (Which
+/// slot fails first depends on the machine: each dies 30 ms after ready, its output read
+/// first.)
 #[test]
 fn a_failed_reload_quotes_the_last_lines_of_a_version_that_wrote_much_before_it_died() {
     let port = free_port();
@@ -232,7 +234,7 @@ fn a_failed_reload_quotes_the_last_lines_of_a_version_that_wrote_much_before_it_
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
-            err.contains("noise 1999 / new version crashed after ready (instance 0)"),
+            err.contains("noise 1999 / new version crashed after ready (instance "),
             "reload {n}: {err}"
         );
         std::fs::write(dir.path().join("mode.txt"), "ok").unwrap();

@@ -305,8 +305,7 @@ impl Supervisor {
         }
     }
 
-    /// Instance `pid` (run `serial`) exited: its slot, its rollout or its retiring
-    /// predecessor is told.
+    /// Run `serial` exited: its slot, its rollout or its retiring predecessor is told.
     fn instance_exited(&mut self, serial: u64, exit: Exit, now: Instant) {
         match self.locate(serial) {
             Some((a, s, Role::Current)) if self.took_slot_in_reload(a, s) => {
