@@ -21,23 +21,6 @@ pub(super) fn repeat_kills(first_signal: Option<Instant>, now: Instant) -> bool 
     first_signal.is_none_or(|first| now.saturating_duration_since(first) >= REPEAT_GAP)
 }
 
-/// An instance's exit waits for its output pipes to be read to their end, as long as
-/// lines keep coming at most this far apart (a descendant that outlives it may keep the
-/// pipes open)...
-const OUTPUT_GRACE: Duration = Duration::from_millis(500);
-/// ...and this long at most.
-const OUTPUT_HOLD: Duration = Duration::from_secs(2);
-
-/// An instance's exit, reaped, not told yet: its output is still being read.
-#[derive(Debug)]
-pub(super) struct HeldExit {
-    serial: u64,
-    exit: Exit,
-    reaped: Instant,
-    /// Told then at the latest (later as lines come, up to `OUTPUT_HOLD`).
-    pub(super) until: Instant,
-}
-
 impl Supervisor {
     /// Feeds one input to the slot's instance and carries out the actions.
     pub(super) fn apply(&mut self, a: usize, s: usize, input: Input, now: Instant) {
@@ -237,71 +220,7 @@ impl Supervisor {
             let Some(&serial) = self.pids.get(&pid) else {
                 continue;
             };
-            // What it wrote last is still in its pipes: its exit is told once they are
-            // read (a failed reload's reason quotes its last stderr lines).
-            if self.run_pipes.get(&serial).is_some_and(|&n| n > 0) {
-                self.held_exits.push(HeldExit {
-                    serial,
-                    exit,
-                    reaped: now,
-                    until: now + OUTPUT_GRACE,
-                });
-                self.sync_live_sockets();
-                continue;
-            }
             self.instance_exited(serial, exit, now);
-        }
-    }
-
-    /// An output pipe of run `serial` is read to its end: its exit, if held, is told.
-    pub(super) fn pipe_closed(&mut self, serial: u64) {
-        if let Some(n) = self.run_pipes.get_mut(&serial) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.run_pipes.remove(&serial);
-                self.tell_held_exits(|h| h.serial == serial);
-            }
-        }
-    }
-
-    /// Whether `phase` is a draining predecessor in slot `s` of app `a` whose successor
-    /// (serving the slot) has exited and its exit is held: it waits, not asked to stop, so
-    /// that it can serve again once the exit is told.
-    pub(super) fn waits_for_held_exit(&self, a: usize, s: usize, phase: &Phase) -> bool {
-        if self.held_exits.is_empty() || !matches!(phase, Phase::Draining { .. }) {
-            return false;
-        }
-        self.apps[a].slots[s]
-            .phase
-            .run()
-            .is_some_and(|r| self.exit_held(r.serial))
-    }
-
-    /// Whether run `serial` has exited, its exit held.
-    pub(super) fn exit_held(&self, serial: u64) -> bool {
-        self.held_exits.iter().any(|h| h.serial == serial)
-    }
-
-    /// A line of run `serial` came: its held exit, if any, waits `OUTPUT_GRACE` more.
-    pub(super) fn output_of_exited(&mut self, serial: u64, now: Instant) {
-        for h in self.held_exits.iter_mut().filter(|h| h.serial == serial) {
-            h.until = (now + OUTPUT_GRACE).min(h.reaped + OUTPUT_HOLD);
-        }
-    }
-
-    /// Held exits whose `OUTPUT_GRACE` has passed (a descendant keeps the pipe open).
-    pub(super) fn held_exits_due(&mut self, now: Instant) {
-        self.tell_held_exits(|h| h.until <= now);
-    }
-
-    fn tell_held_exits(&mut self, which: impl Fn(&HeldExit) -> bool) {
-        let (due, kept) = std::mem::take(&mut self.held_exits)
-            .into_iter()
-            .partition(|h| which(h));
-        self.held_exits = kept;
-        let now = self.fx.now();
-        for h in due {
-            self.instance_exited(h.serial, h.exit, now);
         }
     }
 

@@ -22,6 +22,7 @@
 //! `status.rs` (`hotrun status`), `check.rs` (`hotrun check`), `effects.rs` (what the
 //! runner does to the world, behind a trait: faked by `fake.rs` in `glue_tests.rs`).
 
+mod announce;
 mod build;
 mod changes;
 mod check;
@@ -202,9 +203,9 @@ struct Supervisor {
     open_pipes: usize,
     /// serial -> how many of the run's output pipes are still read.
     run_pipes: HashMap<u64, usize>,
-    /// Exits reaped while the run's output was still being read: told once it is read to
-    /// its end, so that its last lines come first (see `instances::on_reaped`).
-    held_exits: Vec<instances::HeldExit>,
+    /// Failed reloads whose dying instance's output is still being read: announced once
+    /// it is read to its end, quoting its last lines (see `reloads::rollout_done`).
+    unannounced: Vec<announce::Unannounced>,
     shutdown: Shutdown,
     /// When everything had ended (then output gets `DRAIN_GRACE` to finish).
     ended_at: Option<Instant>,
@@ -322,7 +323,7 @@ impl Supervisor {
             next_serial: 1,
             open_pipes: 0,
             run_pipes: HashMap::new(),
-            held_exits: Vec::new(),
+            unannounced: Vec::new(),
             shutdown: Shutdown::Running,
             ended_at: None,
             last_failure: None,
@@ -427,13 +428,13 @@ impl Supervisor {
                 stream,
                 text,
             } => {
-                if !self.held_exits.is_empty() {
-                    let now = self.fx.now();
-                    self.output_of_exited(serial, now);
-                }
                 if stream == Stream::Err {
                     if let Some(io) = self.runs.get_mut(&serial) {
                         io.remember_stderr(&text);
+                    }
+                    if !self.unannounced.is_empty() {
+                        let now = self.fx.now();
+                        self.stderr_of_unannounced(serial, &text, now);
                     }
                 }
                 if let Some(re) = &self.apps[app].ready_re {

@@ -198,14 +198,8 @@ impl Supervisor {
                         kept.insert((*addr, member.clone()));
                     }
                 }
-                // An instance that exited (its exit held while its output is read) is
-                // out at once.
                 let online = match &slot.phase {
-                    Phase::Online { run, .. }
-                        if !slot.surplus
-                            && !self.failing(run.serial)
-                            && !self.exit_held(run.serial) =>
-                    {
+                    Phase::Online { run, .. } if !slot.surplus && !self.failing(run.serial) => {
                         self.runs.get(&run.serial)
                     }
                     _ => None,

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::announce::{End, Failed};
 use super::rollout::{self, Action, Input, Readiness, Rollout, Trigger};
 use super::slot::{Input as SlotInput, Phase, ReadyBy, Run};
 use super::state::Reload;
@@ -69,7 +70,7 @@ impl Supervisor {
         }
     }
 
-    fn begin_rollout(&mut self, a: usize, trigger: Trigger) {
+    pub(super) fn begin_rollout(&mut self, a: usize, trigger: Trigger) {
         let now = self.fx.now();
         self.apps[a].reload_began = Some(now);
         if let Some(plan) = self.apps[a].next_plan.take() {
@@ -347,7 +348,8 @@ impl Supervisor {
         }
     }
 
-    /// The rollout ended, well or not: record it, answer its waiters, start the next one.
+    /// The rollout ended, well or not: record it; then it is told (`end_reload`), its
+    /// waiters answered and the next one started.
     pub(super) fn rollout_done(
         &mut self,
         a: usize,
@@ -355,46 +357,39 @@ impl Supervisor {
         failure: Option<Failure>,
         now: Instant,
     ) {
-        let app = &mut self.apps[a];
-        let name = app.plan.name.clone();
-        let error = match &failure {
-            None => {
-                app.reloads += 1;
-                let message = format!("{name}: reload done, every instance replaced");
-                self.emit(Some(a), None, ReloadStep::ReloadDone, message);
-                None
-            }
-            Some(failure) => {
-                // An instance's failure is told by its label (`web|1`), the app's own
-                // (its build, its new configuration) by the app's name.
-                let (label, tail) = match failure {
-                    Failure::Instance { slot, .. } => {
-                        (self.label(a, *slot), self.failed_successor_tail(a, *slot))
-                    }
-                    Failure::Build(_) | Failure::Plan(_) | Failure::Abandoned(_) => {
-                        (format!("{name}:"), vec![])
-                    }
-                };
-                let reason = failure.reason();
-                let mut msg = match failure {
-                    Failure::Abandoned(_) => format!("{label} reload abandoned: {reason}"),
-                    _ => format!("{label} reload failed: {reason}; the old instances keep serving"),
-                };
-                if !tail.is_empty() {
-                    msg.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
+        let name = self.apps[a].plan.name.clone();
+        let failed = failure.as_ref().map(|failure| {
+            // An instance's failure is told by its label (`web|1`), the app's own (its
+            // build, its new configuration) by the app's name.
+            let (label, run, instance) = match failure {
+                Failure::Instance { slot, .. } => (
+                    self.label(a, *slot),
+                    self.newest_run(a, *slot),
+                    Some(self.apps[a].slots[*slot].id),
+                ),
+                Failure::Build(_) | Failure::Plan(_) | Failure::Abandoned(_) => {
+                    (format!("{name}:"), None, None)
                 }
-                let instance = match failure {
-                    Failure::Instance { slot, .. } => Some(self.apps[a].slots[*slot].id),
-                    _ => None,
-                };
-                let step = ReloadStep::ReloadFailed {
-                    reason: reason.to_string(),
-                    failed: failure.kind().into(),
-                };
-                self.emit(Some(a), instance, step, msg.clone());
-                Some(msg)
+            };
+            let reason = failure.reason();
+            let message = match failure {
+                Failure::Abandoned(_) => format!("{label} reload abandoned: {reason}"),
+                _ => format!("{label} reload failed: {reason}; the old instances keep serving"),
+            };
+            let step = ReloadStep::ReloadFailed {
+                reason: reason.to_string(),
+                failed: failure.kind().into(),
+            };
+            Failed {
+                message,
+                instance,
+                step,
+                run,
             }
-        };
+        });
+        if failure.is_none() {
+            self.apps[a].reloads += 1;
+        }
         // No instance stays parked once the reload is over.
         self.release_parked(a, None, now);
         self.forget_unused_ports(a);
@@ -416,27 +411,7 @@ impl Supervisor {
             ok: failure.is_none(),
             at: chrono::Local::now(),
         });
-        let (waiters, next) = app.queue.finish();
-        for id in waiters {
-            self.answer(id, error.clone());
-        }
-        self.check.reload_done(&name, error.clone());
-        if let Some(trigger) = next {
-            if self.shutdown == super::Shutdown::Running {
-                self.begin_rollout(a, trigger);
-            } else {
-                self.abort_rollout(a, "hotrun is stopping", now);
-            }
-        }
-    }
-
-    /// The last stderr lines of slot `s`'s successor that just failed: the newest run of
-    /// the slot (in its `retiring`, or in the slot itself when it took the slot).
-    fn failed_successor_tail(&self, a: usize, s: usize) -> Vec<String> {
-        self.newest_run(a, s)
-            .and_then(|serial| self.runs.get(&serial))
-            .map(|io| io.stderr_tail())
-            .unwrap_or_default()
+        self.end_reload(End { app: a, failed }, now);
     }
 
     /// The newest run of slot `s` (its successor that just failed, in its `retiring`, or

@@ -15,13 +15,9 @@ impl Supervisor {
         for (a, app) in self.apps.iter().enumerate() {
             // A first start waits for its build: no wake-up for it until the build is done.
             let waiting_for_build = self.building_first(a);
-            for (s, slot) in app.slots.iter().enumerate() {
+            for slot in &app.slots {
                 for phase in std::iter::once(&slot.phase).chain(&slot.retiring) {
                     if waiting_for_build && matches!(phase, Phase::Pending { .. }) {
-                        continue;
-                    }
-                    // Woken by the held exit's own deadline instead.
-                    if self.waits_for_held_exit(a, s, phase) {
                         continue;
                     }
                     if let Some(d) = phase.deadline() {
@@ -41,8 +37,8 @@ impl Supervisor {
                 wake = wake.min(d);
             }
         }
-        for held in &self.held_exits {
-            wake = wake.min(held.until);
+        for pending in &self.unannounced {
+            wake = wake.min(pending.until);
         }
         if let Some(t) = self.memory_check_at {
             wake = wake.min(t);
@@ -87,7 +83,7 @@ impl Supervisor {
                 .say("shutdown_delay passed: stopping every instance");
             self.stop_all();
         }
-        self.held_exits_due(now);
+        self.announce_due(now);
         self.index_trees_if_stopping();
         // Starts are paced: the loop answers signals and requests between batches.
         let mut starts = 0;
@@ -111,8 +107,7 @@ impl Supervisor {
                 while i < self.apps[a].slots[s].retiring.len() {
                     let phase = &self.apps[a].slots[s].retiring[i];
                     let len = self.apps[a].slots[s].retiring.len();
-                    let due = phase.deadline().is_some_and(|d| d <= now);
-                    if due && !self.waits_for_held_exit(a, s, phase) {
+                    if phase.deadline().is_some_and(|d| d <= now) {
                         if let Some(input) = self.drained(phase) {
                             self.apply_retiring(a, s, i, input, now);
                         }
@@ -174,6 +169,11 @@ impl Supervisor {
         }
         let ended = *self.ended_at.get_or_insert(now);
         if self.open_pipes > 0 && now < ended + DRAIN_GRACE {
+            return None;
+        }
+        self.announce_all();
+        if self.apps.iter().any(|a| a.reload.rollout().is_some()) {
+            // A reload folded behind the one just told has started.
             return None;
         }
         if let Mode::Check { .. } = self.mode {

@@ -119,8 +119,8 @@ impl Supervisor {
         if !self.builds.is_empty() || !self.probe_children.is_empty() {
             return Some("a build or an exec probe runs".into());
         }
-        if !self.held_exits.is_empty() {
-            return Some("an instance that exited is still writing its last output".into());
+        if !self.unannounced.is_empty() {
+            return Some("a failed reload waits for its instance's last output".into());
         }
         for (a, app) in self.apps.iter().enumerate() {
             let name = &app.plan.name;
