@@ -220,24 +220,19 @@ impl Supervisor {
             let Some(&serial) = self.pids.get(&pid) else {
                 continue;
             };
-            self.instance_exited(serial, exit, now);
-        }
-    }
-
-    /// Run `serial` exited: its slot, its rollout or its retiring predecessor is told.
-    fn instance_exited(&mut self, serial: u64, exit: Exit, now: Instant) {
-        match self.locate(serial) {
-            Some((a, s, Role::Current)) if self.took_slot_in_reload(a, s) => {
-                self.promoted_exited(a, s, exit, now)
+            match self.locate(serial) {
+                Some((a, s, Role::Current)) if self.took_slot_in_reload(a, s) => {
+                    self.promoted_exited(a, s, exit, now)
+                }
+                Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
+                Some((a, s, Role::Successor)) => {
+                    self.rollout_input(a, rollout::Input::Exited { slot: s, exit }, now)
+                }
+                Some((a, s, Role::Retiring(i))) => {
+                    self.apply_retiring(a, s, i, Input::Exited(exit), now)
+                }
+                None => {}
             }
-            Some((a, s, Role::Current)) => self.apply(a, s, Input::Exited(exit), now),
-            Some((a, s, Role::Successor)) => {
-                self.rollout_input(a, rollout::Input::Exited { slot: s, exit }, now)
-            }
-            Some((a, s, Role::Retiring(i))) => {
-                self.apply_retiring(a, s, i, Input::Exited(exit), now)
-            }
-            None => {}
         }
     }
 
