@@ -250,9 +250,9 @@ fn a_hundred_reloads_under_load_fail_nothing() {
     reloads_under_load("close-idle", true, Clients::new(16).keep_alive(), 50);
 }
 
-/// The listening sockets of `pid` on `port` with their accept queue length (rx_queue of a
-/// LISTEN socket in /proc/PID/net/tcp*).
-fn queued(pid: i32, port: u16) -> usize {
+/// The TCP sockets of `pid`'s network namespace on local port `port` that `pid` holds:
+/// (state, rx_queue) from /proc/PID/net/tcp*, matched by inode to /proc/PID/fd.
+fn held_sockets(pid: i32, port: u16) -> Vec<(String, usize)> {
     let mine: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .into_iter()
         .flatten()
@@ -263,22 +263,40 @@ fn queued(pid: i32, port: u16) -> usize {
             l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
         })
         .collect();
-    let mut total = 0;
+    let mut held = Vec::new();
     for table in ["tcp", "tcp6"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             let port_hex = f[1].rsplit(':').next().unwrap();
-            if f[3] != "0A" || u16::from_str_radix(port_hex, 16) != Ok(port) {
+            if u16::from_str_radix(port_hex, 16) != Ok(port) {
                 continue;
             }
             if mine.contains(&f[9].parse().unwrap_or(0)) {
                 let rx = f[4].split(':').nth(1).unwrap();
-                total += usize::from_str_radix(rx, 16).unwrap();
+                held.push((f[3].to_string(), usize::from_str_radix(rx, 16).unwrap()));
             }
         }
     }
-    total
+    held
+}
+
+/// The accept queue length of `pid`'s listening sockets on `port` (rx_queue of a LISTEN
+/// socket).
+fn queued(pid: i32, port: u16) -> usize {
+    held_sockets(pid, port)
+        .iter()
+        .filter(|(state, _)| state == "0A")
+        .map(|(_, rx)| rx)
+        .sum()
+}
+
+/// How many connections to `port` `pid` has accepted and holds (ESTABLISHED).
+fn accepted(pid: i32, port: u16) -> usize {
+    held_sockets(pid, port)
+        .iter()
+        .filter(|(state, _)| state == "01")
+        .count()
 }
 
 #[test]
@@ -446,7 +464,7 @@ fn a_drain_waits_for_a_request_not_sent_yet_and_ends_once_it_is_read() {
     let old = pids(&wait_online(dir.path()), "web")[0];
     let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
     wait_until("the old instance accepted the connection", || {
-        queued(old as i32, port) == 0 && established_to(port) >= 1
+        accepted(old as i32, port) >= 1
     });
     let started = std::time::Instant::now();
     let dir_path = dir.path().to_path_buf();
@@ -484,18 +502,4 @@ fn a_drain_waits_for_a_request_not_sent_yet_and_ends_once_it_is_read() {
         "the drain waited out its drain_delay: {:?}",
         started.elapsed()
     );
-}
-
-/// Connections established to `port` (on the server's side).
-fn established_to(port: u16) -> usize {
-    let out = Command::new("ss")
-        .args([
-            "-Htn",
-            "state",
-            "established",
-            &format!("( sport = :{port} )"),
-        ])
-        .output()
-        .expect("ss");
-    String::from_utf8_lossy(&out.stdout).lines().count()
 }

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::runs::StderrTail;
 use super::Supervisor;
 use crate::control::protocol::ReloadStep;
 
@@ -15,8 +16,6 @@ use crate::control::protocol::ReloadStep;
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// ...and this long at most.
 const OUTPUT_HOLD: Duration = Duration::from_secs(2);
-/// How many of its last stderr lines a failure quotes.
-const TAIL: usize = 5;
 
 /// How a reload of app `app` ended, to be told.
 #[derive(Debug)]
@@ -40,7 +39,7 @@ pub(super) struct Failed {
 pub(super) struct Unannounced {
     end: End,
     run: u64,
-    tail: Vec<String>,
+    tail: StderrTail,
     since: Instant,
     /// Told then at the latest (later as lines come, up to `OUTPUT_HOLD`).
     pub(super) until: Instant,
@@ -52,7 +51,7 @@ impl Supervisor {
         let run = end.failed.as_ref().and_then(|f| f.run);
         let tail = run
             .and_then(|serial| self.runs.get(&serial))
-            .map(|io| io.stderr_tail())
+            .map(|io| io.stderr_tail().clone())
             .unwrap_or_default();
         match run {
             Some(run) if self.run_pipes.get(&run).is_some_and(|&n| n > 0) => {
@@ -68,25 +67,16 @@ impl Supervisor {
         }
     }
 
-    /// An output pipe of run `serial` is read to its end; once all are, a failure that
-    /// waited for them is told.
-    pub(super) fn pipe_closed(&mut self, serial: u64) {
-        if let Some(n) = self.run_pipes.get_mut(&serial) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.run_pipes.remove(&serial);
-                self.announce_where(|u| u.run == serial);
-            }
-        }
+    /// Every output pipe of run `serial` is read to its end: a failure that waited for
+    /// them is told.
+    pub(super) fn output_ended(&mut self, serial: u64) {
+        self.announce_where(|u| u.run == serial);
     }
 
     /// A stderr line of run `serial`: quoted by a failure that waits for it.
     pub(super) fn stderr_of_unannounced(&mut self, serial: u64, line: &[u8], now: Instant) {
         for u in self.unannounced.iter_mut().filter(|u| u.run == serial) {
-            if u.tail.len() == TAIL {
-                u.tail.remove(0);
-            }
-            u.tail.push(String::from_utf8_lossy(line).into_owned());
+            u.tail.push(line);
             u.until = (now + OUTPUT_GRACE).min(u.since + OUTPUT_HOLD);
         }
     }
@@ -112,7 +102,7 @@ impl Supervisor {
     }
 
     /// The event, the answers, the next reload.
-    fn announce(&mut self, end: End, tail: Vec<String>) {
+    fn announce(&mut self, end: End, tail: StderrTail) {
         let a = end.app;
         let name = self.apps[a].plan.name.clone();
         let error = match end.failed {
@@ -123,6 +113,7 @@ impl Supervisor {
             }
             Some(failed) => {
                 let mut message = failed.message;
+                let tail = tail.lines();
                 if !tail.is_empty() {
                     message.push_str(&format!("; its last stderr lines: {}", tail.join(" / ")));
                 }

@@ -200,7 +200,6 @@ struct Supervisor {
     /// pid -> serial, for the reaper's reports.
     pids: HashMap<i32, u64>,
     next_serial: u64,
-    open_pipes: usize,
     /// serial -> how many of the run's output pipes are still read.
     run_pipes: HashMap<u64, usize>,
     /// Failed reloads whose dying instance's output is still being read: announced once
@@ -321,7 +320,6 @@ impl Supervisor {
             runs: HashMap::new(),
             pids: HashMap::new(),
             next_serial: 1,
-            open_pipes: 0,
             run_pipes: HashMap::new(),
             unannounced: Vec::new(),
             shutdown: Shutdown::Running,
@@ -455,10 +453,7 @@ impl Supervisor {
                 self.logbook
                     .record(name, app, &label, id, stream == Stream::Err, &text);
             }
-            Event::PipeClosed { serial } => {
-                self.open_pipes -= 1;
-                self.pipe_closed(serial);
-            }
+            Event::PipeClosed { serial } => self.pipe_closed(serial),
             Event::Ipc { serial, msg } => self.on_ipc(serial, msg),
             Event::Ready { serial, by } => self.on_ready(serial, by),
             Event::Probe {

@@ -31,6 +31,23 @@ use crate::sockets::reuseport::Member;
 /// How many of its last stderr lines a run keeps, for the reason of a failed reload.
 const STDERR_TAIL: usize = 5;
 
+/// A run's last stderr lines (`STDERR_TAIL` of them), for the reason of a failed reload.
+#[derive(Debug, Clone, Default)]
+pub(super) struct StderrTail(VecDeque<String>);
+
+impl StderrTail {
+    pub fn push(&mut self, line: &[u8]) {
+        if self.0.len() == STDERR_TAIL {
+            self.0.pop_front();
+        }
+        self.0.push_back(String::from_utf8_lossy(line).into_owned());
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
 /// What the loop keeps about one run besides its phase.
 pub(super) struct RunIo {
     pub app: usize,
@@ -43,7 +60,7 @@ pub(super) struct RunIo {
     /// hotrun's end of the IPC channel (for messages and socket handles).
     pub(super) ipc: StdUnixStream,
     pub(super) notify: Option<Notify>,
-    stderr_tail: VecDeque<String>,
+    stderr_tail: StderrTail,
     /// Its output pipes' readers (stdout, stderr), while they read.
     pub(super) readers: Vec<PipeReader>,
     /// Its readiness probe, for an app with `readiness_probe`.
@@ -98,7 +115,7 @@ impl RunIo {
             held,
             ipc,
             notify,
-            stderr_tail: VecDeque::new(),
+            stderr_tail: StderrTail::default(),
             readers,
             probe: plan
                 .readiness_probe
@@ -121,15 +138,11 @@ impl RunIo {
     }
 
     pub fn remember_stderr(&mut self, line: &[u8]) {
-        if self.stderr_tail.len() == STDERR_TAIL {
-            self.stderr_tail.pop_front();
-        }
-        self.stderr_tail
-            .push_back(String::from_utf8_lossy(line).into_owned());
+        self.stderr_tail.push(line);
     }
 
-    pub fn stderr_tail(&self) -> Vec<String> {
-        self.stderr_tail.iter().cloned().collect()
+    pub fn stderr_tail(&self) -> &StderrTail {
+        &self.stderr_tail
     }
 }
 
@@ -289,6 +302,17 @@ impl Supervisor {
         self.pids.insert(child.pid, serial);
     }
 
+    /// An output pipe of run `serial` is read to its end (or its reader was stopped).
+    pub(super) fn pipe_closed(&mut self, serial: u64) {
+        if let Some(n) = self.run_pipes.get_mut(&serial) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.run_pipes.remove(&serial);
+                self.output_ended(serial);
+            }
+        }
+    }
+
     /// Reads an output pipe of a run as lines, `pending` first (what an upgrade's old
     /// hotrun had read from it and not yet written).
     pub(super) fn read_pipe(
@@ -310,7 +334,6 @@ impl Supervisor {
         };
         use tokio::io::AsyncReadExt;
         let input = std::io::Cursor::new(pending).chain(rx);
-        self.open_pipes += 1;
         *self.run_pipes.entry(serial).or_default() += 1;
         let tx = self.events.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -168,7 +168,7 @@ impl Supervisor {
             return None;
         }
         let ended = *self.ended_at.get_or_insert(now);
-        if self.open_pipes > 0 && now < ended + DRAIN_GRACE {
+        if !self.run_pipes.is_empty() && now < ended + DRAIN_GRACE {
             return None;
         }
         self.announce_all();

@@ -245,7 +245,7 @@ impl Supervisor {
                     .notify
                     .as_ref()
                     .map(|n| (n.path.clone(), n.fd.as_raw_fd())),
-                stderr_tail: io.stderr_tail(),
+                stderr_tail: io.stderr_tail().lines(),
             })
             .collect();
         State {

@@ -291,11 +291,13 @@ fn a_failure_stops_the_other_surging_successors() {
     ));
 }
 
-#[test]
-fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_more() {
+/// 3 slots, one at a time: slot 0's successor takes its slot, slot 1's starts, then
+/// `then`. The rollout must end failed at slot 0 with `reason`, slot 1's successor
+/// stopped and slot 2 never started.
+fn slot_0_successor_dies(then: Vec<(u64, Input)>, reason: &str) {
     let t0 = Instant::now();
     let (r, _) = Rollout::begin(Trigger::Command, (0..3).collect(), 1, t0);
-    let inputs = vec![
+    let mut inputs = vec![
         (
             0,
             Input::Spawned {
@@ -317,15 +319,8 @@ fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_
                 run: run(t0, 11),
             },
         ),
-        // Slot 0's successor (it took the slot, its old instance drains) dies.
-        (
-            30,
-            Input::Exited {
-                slot: 0,
-                exit: Exit::Code(3),
-            },
-        ),
     ];
+    inputs.extend(then);
     let (actions, over) = drive(r, inputs, t0, SIGNAL);
     assert!(over, "{actions:?}");
     let after: Vec<&Action> = actions
@@ -338,7 +333,7 @@ fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_
             &Action::StopSuccessor { run: run(t0, 11) },
             &Action::Failed {
                 slot: 0,
-                reason: "the new instance exited (exit code 3) after it had taken its slot, before the reload was done".into()
+                reason: reason.into()
             }
         ]
     );
@@ -348,60 +343,36 @@ fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_
 }
 
 #[test]
-fn a_successor_that_exits_after_its_old_instance_is_gone_still_fails_the_rollout() {
-    let t0 = Instant::now();
-    let (r, _) = Rollout::begin(Trigger::Command, (0..3).collect(), 1, t0);
-    let inputs = vec![
-        (
-            0,
-            Input::Spawned {
-                slot: 0,
-                run: run(t0, 10),
-            },
-        ),
-        (
-            0,
-            Input::Ready {
-                slot: 0,
-                by: ReadyBy::Message,
-            },
-        ),
-        (
-            0,
-            Input::Spawned {
-                slot: 1,
-                run: run(t0, 11),
-            },
-        ),
-        (60, Input::OldGone { slot: 0 }),
-        // Slot 0's successor, alone in its slot now, dies while slot 1's still starts.
-        (
-            90,
+fn a_successor_that_took_its_slot_and_exits_fails_the_rollout_replacing_nothing_more() {
+    // Slot 0's successor (it took the slot, its old instance drains) dies.
+    slot_0_successor_dies(
+        vec![(
+            30,
             Input::Exited {
                 slot: 0,
                 exit: Exit::Code(3),
             },
-        ),
-    ];
-    let (actions, over) = drive(r, inputs, t0, SIGNAL);
-    assert!(over, "{actions:?}");
-    let after: Vec<&Action> = actions
-        .iter()
-        .skip_while(|a| !matches!(a, Action::StopSuccessor { .. }))
-        .collect();
-    assert_eq!(
-        after,
-        vec![
-            &Action::StopSuccessor { run: run(t0, 11) },
-            &Action::Failed {
-                slot: 0,
-                reason: "the new instance exited (exit code 3) after it had replaced its old one, before the reload was done".into()
-            }
-        ]
+        )],
+        "the new instance exited (exit code 3) after it had taken its slot, before the reload was done",
     );
-    assert!(!actions
-        .iter()
-        .any(|a| matches!(a, Action::Spawn { slot: 2 })));
+}
+
+#[test]
+fn a_successor_that_exits_after_its_old_instance_is_gone_still_fails_the_rollout() {
+    // Slot 0's successor, alone in its slot now, dies while slot 1's still starts.
+    slot_0_successor_dies(
+        vec![
+            (60, Input::OldGone { slot: 0 }),
+            (
+                90,
+                Input::Exited {
+                    slot: 0,
+                    exit: Exit::Code(3),
+                },
+            ),
+        ],
+        "the new instance exited (exit code 3) after it had replaced its old one, before the reload was done",
+    );
 }
 
 #[test]
